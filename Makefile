@@ -1,0 +1,84 @@
+# dbpipe - see README.md.  The two commands a newcomer needs:
+#   make demo   a full backup -> verify -> restore round trip on a bundled SQLite sample
+#   make test   everything, against private real servers (installs what it needs)
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib/dbpipe
+PYTHON      ?= python3
+# the interpreter installed commands run with (a Bareos file daemon has no venv)
+RUN_PYTHON  ?= /usr/bin/python3
+BAREOS_DIR  ?= /etc/bareos
+FORCE       ?=
+
+VENV    := .venv
+VENDOR  := lib/vendor
+PYTEST  := $(VENV)/bin/python -m pytest
+COMMANDS := $(wildcard bin/*)
+
+.PHONY: all demo test unit check-config bench install install-bareos-config uninstall clean
+
+all: $(VENDOR)/.done
+
+$(VENV)/.done: requirements.txt requirements-test.txt
+	tools/system-deps base
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+# runtime dependencies, vendored beside the library so any python3 >= 3.11 runs bin/*
+$(VENDOR)/.done: requirements.txt | $(VENV)/.done
+	rm -rf $(VENDOR)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(VENDOR) -r requirements.txt
+	touch $@
+
+demo: $(VENDOR)/.done
+	demo/run-demo
+
+test: $(VENDOR)/.done
+	tools/system-deps test
+	$(MAKE) --no-print-directory check-config
+	$(PYTEST) tests
+
+unit: $(VENDOR)/.done
+	$(PYTEST) tests/unit
+
+check-config: $(VENDOR)/.done
+	@if [ -x tools/check-bareos-config ]; then $(VENV)/bin/python tools/check-bareos-config bareos-config; fi
+
+bench: $(VENDOR)/.done
+	tools/system-deps test
+	$(VENV)/bin/python bench/run-bench
+
+install: $(VENDOR)/.done
+	$(RUN_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "$(RUN_PYTHON) must be Python >= 3.11" >&2; exit 1; }
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)
+	rm -rf $(DESTDIR)$(LIBDIR)/dbpipe $(DESTDIR)$(LIBDIR)/vendor
+	cp -R lib/dbpipe $(VENDOR) $(DESTDIR)$(LIBDIR)/
+	find $(DESTDIR)$(LIBDIR) -name __pycache__ -prune -exec rm -rf {} +
+	rm -f $(DESTDIR)$(LIBDIR)/vendor/.done
+	chmod -R u=rwX,go=rX $(DESTDIR)$(LIBDIR)
+	for cmd in $(COMMANDS); do \
+	  sed -e '1s|^#!.*|#!$(RUN_PYTHON)|' -e 's|^LIBDIR = .*|LIBDIR = "$(LIBDIR)"|' $$cmd \
+	    > $(DESTDIR)$(BINDIR)/$$(basename $$cmd) && chmod 755 $(DESTDIR)$(BINDIR)/$$(basename $$cmd); \
+	done
+
+uninstall:
+	for cmd in $(COMMANDS); do rm -f $(DESTDIR)$(BINDIR)/$$(basename $$cmd); done
+	rm -rf $(DESTDIR)$(LIBDIR)
+
+install-bareos-config:
+	@cd bareos-config && find . -type f -name '*.conf' | sort | while read -r file; do \
+	  target="$(DESTDIR)$(BAREOS_DIR)/$${file#./}"; \
+	  if [ -e "$$target" ] && [ -z "$(FORCE)" ]; then \
+	    echo "kept existing $$target (FORCE=1 overwrites)"; \
+	  else \
+	    install -D -m 0640 "$$file" "$$target" && echo "installed $$target"; \
+	  fi; \
+	done
+
+clean:
+	rm -rf $(VENV) $(VENDOR) build dist lib/*.egg-info .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

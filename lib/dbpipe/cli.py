@@ -1,0 +1,88 @@
+"""What every executable shares: the parser, target options, and the one place
+where exceptions become a log line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .errors import DbpipeError, ExitCode, UsageError
+from .log import BareosJob, log, register_secret, setup
+from .process import cancellable
+from .target import ENGINE_TYPES, Target, finish, load_config, parse_port, profile_path, read_password_file
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as exit 64 (EX_USAGE), not 2."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+
+def parser(program: str, description: str, epilog: str | None = None) -> Parser:
+    result = Parser(prog=program, description=description, epilog=epilog,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--version", action="version", version=f"{program} {__version__}")
+    result.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    return result
+
+
+def add_target_options(parser: argparse.ArgumentParser, title: str = "database target",
+                       prefix: str = "") -> None:
+    """--type, --host, ... (with prefix: --scratch-type, --scratch-host, ...)."""
+    group = parser.add_argument_group(title, "Command-line values override --config/--profile.")
+    opt = lambda name: f"--{prefix}{name}"  # noqa: E731
+    dest = lambda name: f"{prefix}{name}".replace("-", "_")  # noqa: E731
+    group.add_argument(opt("type"), dest=dest("type"), choices=ENGINE_TYPES,
+                       help="mysql (MariaDB and MySQL), pgsql or sqlite")
+    group.add_argument(opt("host"), dest=dest("host"), help="server host name or address")
+    group.add_argument(opt("port"), dest=dest("port"), help="server TCP port")
+    group.add_argument(opt("socket"), dest=dest("socket"),
+                       help="mysql: socket file; pgsql: directory holding the socket")
+    group.add_argument(opt("user"), dest=dest("user"), help="database user")
+    group.add_argument(opt("password-file"), dest=dest("password_file"), metavar="FILE",
+                       help="read the password from the first line of FILE")
+    group.add_argument(opt("database"), dest=dest("database"), metavar="NAME",
+                       help="database name (sqlite: path of the database file)")
+    group.add_argument(opt("defaults-file"), dest=dest("defaults_file"), metavar="FILE",
+                       help="mysql option file, e.g. /etc/mysql/debian.cnf")
+    group.add_argument(opt("config"), dest=dest("config"), metavar="FILE",
+                       help="INI file with a [database] section holding these keys (+ password=)")
+    group.add_argument(opt("profile"), dest=dest("profile"), metavar="NAME",
+                       help="use /etc/dbpipe/NAME.conf (directory from $DBPIPE_CONFIG_DIR)")
+
+
+def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: bool = False,
+                     base: Target | None = None) -> Target:
+    """Layer: base (e.g. a Nextcloud installation), profile, config file, flags."""
+    value = lambda name: getattr(args, f"{prefix}{name}", None)  # noqa: E731
+    target = base or Target()
+    for path in (profile_path(value("profile")) if value("profile") else None, value("config")):
+        if path:
+            target = target.merged(**load_config(path))
+    target = target.merged(
+        type=value("type"), host=value("host"), socket=value("socket"), user=value("user"),
+        database=value("database"), defaults_file=value("defaults_file"),
+        port=parse_port(value("port")) if value("port") else None,
+        password=read_password_file(value("password_file")) if value("password_file") else None,
+    )
+    register_secret(target.password)
+    return finish(target, all_databases=all_databases)
+
+
+def run(program: str, main: Callable[[Sequence[str]], int | None],
+        argv: Sequence[str] | None = None) -> int:
+    """Run main; every failure becomes one log line and its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    setup(program, BareosJob.from_environ(), verbose=bool({"-v", "--verbose"} & set(argv)))
+    try:
+        with cancellable():
+            return int(main(argv) or ExitCode.OK)
+    except DbpipeError as exc:
+        log.error("%s", exc)
+        return exc.code
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        log.exception("internal error: %s", exc)
+        return ExitCode.SOFTWARE

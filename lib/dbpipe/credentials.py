@@ -1,0 +1,84 @@
+"""Handing secrets to database tools without argv or environment.
+
+MySQL/MariaDB tools read an option file from an anonymous pipe passed by fd
+(``--defaults-extra-file=/dev/fd/N``): nothing touches the disk.  libpq
+refuses a pipe as password file, so PostgreSQL tools get a 0600 pgpass file
+in a private 0700 directory that is removed on every exit path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+from .errors import CantCreateError
+
+
+@contextlib.contextmanager
+def private_directory(base: str | None = None, prefix: str = "dbpipe-"):
+    """A 0700 directory only we can enter, removed with everything in it."""
+    try:
+        path = tempfile.mkdtemp(prefix=prefix, dir=base)
+    except OSError as exc:
+        raise CantCreateError(f"cannot create a temporary directory: {exc.strerror}") from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _mysql_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+@contextlib.contextmanager
+def mysql_option_fd(password: str | None):
+    """An inheritable read fd carrying '[client] password=...', or None.
+
+    A pipe can be read once, so every command needs its own.
+    """
+    if password is None:
+        yield None
+        return
+    content = f"[client]\npassword={_mysql_quote(password)}\n".encode()
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, content)  # far below the pipe's capacity
+        os.close(write_fd)
+        write_fd = -1
+        os.set_inheritable(read_fd, True)
+        yield read_fd
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def mysql_option_args(defaults_file: str | None, option_fd: int | None) -> list[str]:
+    """The leading options that must come first on a MySQL tool's argv."""
+    return (
+        ([f"--defaults-file={defaults_file}"] if defaults_file else [])
+        + ([f"--defaults-extra-file=/dev/fd/{option_fd}"] if option_fd is not None else [])
+    )
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def pgpass_environment(password: str | None):
+    """Environment entries pointing libpq at a private 0600 password file."""
+    if password is None:
+        yield {}
+        return
+    with private_directory(prefix="dbpipe-pg-") as directory:
+        path = os.path.join(directory, "pgpass")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"*:*:*:*:{_pgpass_escape(password)}\n")
+        yield {"PGPASSFILE": path}

@@ -1,0 +1,64 @@
+"""dbpipe-dump: stream a consistent, self-verifying dump to a file descriptor."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import subprocess
+import time
+
+from .engines import get_engine
+from .errors import DataError
+from .log import BareosJob, Progress, human_bytes, log
+from .process import Child
+from .stream import Header, StreamWriter, Trailer
+from .target import Target
+from .transfer import copy_dump
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dump(target: Target, out_fd: int, scope: str = "database",
+         job: BareosJob | None = None) -> Trailer:
+    """Dump target into out_fd and finish the stream with a trailer.
+
+    The trailer is written only when the dump tool exited 0 and its own
+    completeness marker ends the output; otherwise this raises and the stream
+    stays without a trailer, which every restore refuses.
+    """
+    engine = get_engine(target.type)
+    header = Header(engine.name, scope, target.database if scope == "database" else "")
+    created, started = utc_now(), time.monotonic()
+    log.info("dumping %s", target.describe() if scope == "database" else f"all {engine.name} databases")
+    with engine.dump_command(target, scope) as command, Child(
+        command.argv, stdout=subprocess.PIPE, env_extra=command.env_extra,
+        pass_fds=command.pass_fds, run_as=command.run_as,
+    ) as child:
+        writer = StreamWriter(out_fd, header)
+        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"))
+        code = child.wait()
+    if code != 0:
+        raise engine.dump_failure(child)
+    if copied.count == 0:
+        raise DataError(f"{child.label} exited 0 but wrote nothing")
+    if not engine.dump_complete(copied.tail):
+        raise DataError(f"{child.label} exited 0 but its output lacks the completeness marker")
+    extra = {"tool": child.label, "hostname": socket.gethostname()}
+    if job and job.job_id:
+        extra["bareos-job-id"] = job.job_id
+    trailer = writer.finish(engine.server_version(target, copied.head), created, extra)
+    _flush(out_fd)
+    seconds = time.monotonic() - started
+    log.info("dump complete: %s in %.1f s (%s/s), sha256 %s", human_bytes(trailer.bytes), seconds,
+             human_bytes(trailer.bytes / max(seconds, 1e-6)), trailer.sha256)
+    return trailer
+
+
+def _flush(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # pipes and terminals cannot be synced; files can

@@ -1,0 +1,124 @@
+"""The one interface every database engine implements."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import re
+import subprocess
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator
+
+from ..errors import DataError, DbpipeError, UnavailableError
+from ..process import Child, RunAs
+from ..stream import Trailer, write_all
+from ..target import Target
+from ..transfer import Pump
+
+
+@dataclass(frozen=True)
+class DumpCommand:
+    """A dump tool invocation: argv plus what it needs besides argv."""
+
+    argv: list[str]
+    env_extra: dict = field(default_factory=dict)
+    pass_fds: tuple = ()
+    run_as: RunAs | None = None
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    mode: str = "auto"            # mysql: auto | atomic | replace
+    keep_old: bool = True         # keep what the restore replaced, so it can be undone
+    temp_dir: str | None = None   # where replace mode spools the stream
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    mode: str
+    kept: str = ""                # where the replaced data was kept, if anywhere
+
+
+class Engine(abc.ABC):
+    """Dump command, restore strategy and verification for one kind of database."""
+
+    name: ClassVar[str]
+    # (regex on the tool's stderr, exception class) - first match wins
+    failure_patterns: ClassVar[list[tuple[str, type[DbpipeError]]]] = []
+
+    # --- dump -------------------------------------------------------------
+    @abc.abstractmethod
+    def dump_command(self, target: Target, scope: str) -> contextlib.AbstractContextManager[DumpCommand]:
+        """The dump tool's command; credentials live as long as the context."""
+
+    @abc.abstractmethod
+    def dump_complete(self, tail: bytes) -> bool:
+        """Whether the dump tool's own completeness marker ends its output."""
+
+    @abc.abstractmethod
+    def server_version(self, target: Target, head: bytes) -> str:
+        """The server (or library) version, preferably read from the dump's header."""
+
+    def dump_failure(self, child: Child) -> DbpipeError:
+        return self.classify(child.failure(), child.stderr_text())
+
+    def classify(self, message: str, details: str = "") -> DbpipeError:
+        for pattern, error_class in self.failure_patterns:
+            if re.search(pattern, details or message, re.IGNORECASE):
+                return error_class(message)
+        return UnavailableError(message)
+
+    # --- restore ----------------------------------------------------------
+    @abc.abstractmethod
+    def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
+        """Load the stream so that the target changes all at once or not at all."""
+
+    @abc.abstractmethod
+    def load_all(self, target: Target, pump: Pump) -> Trailer:
+        """Load an all-databases stream (cluster-wide, cannot be staged)."""
+
+    # --- verification -----------------------------------------------------
+    @abc.abstractmethod
+    def scratch(self, target: Target) -> contextlib.AbstractContextManager[Target]:
+        """A throwaway database beside target, removed afterwards whatever happens."""
+
+    @abc.abstractmethod
+    def load_scratch(self, scratch: Target, pump: Pump) -> Trailer:
+        """Load a single-database stream into an empty scratch database."""
+
+    @abc.abstractmethod
+    def table_rows(self, target: Target) -> dict[str, int]:
+        """Row count of every table, for sanity checks."""
+
+
+def feed_child(child: Child):
+    """A sink writing into the child's stdin."""
+    stdin = child.proc.stdin.fileno()
+
+    def sink(data) -> None:
+        write_all(stdin, data)
+
+    return sink
+
+
+@contextlib.contextmanager
+def loader(argv, *, label, env_extra=None, pass_fds=(), run_as=None) -> Iterator[Child]:
+    """A database client reading SQL from our pipe, output discarded."""
+    with Child(argv, label=label, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+               env_extra=env_extra, pass_fds=pass_fds, run_as=run_as) as child:
+        yield child
+
+
+def finish_load(child: Child, pump: Pump) -> None:
+    """Close the client's input and require that it loaded everything."""
+    with contextlib.suppress(OSError):
+        child.proc.stdin.close()
+    code = child.wait()
+    if code != 0 or pump.sink_error is not None:
+        raise DataError(f"the dump could not be loaded: {child.failure(code)}")
+
+
+def check_engine(name: str, pump: Pump) -> None:
+    header = pump.header()
+    if header is not None and header.engine != name:
+        raise DataError(f"this is a {header.engine} stream; the target is {name}")

@@ -1,0 +1,413 @@
+"""MariaDB and MySQL: mariadb-dump/mysqldump, restore via staging database and
+one multi-table RENAME TABLE.
+
+RENAME TABLE moves any number of tables between databases atomically, but
+not views, and not tables that carry triggers; those are recreated around it.
+Accounts that may not create databases get 'replace' mode: the stream is
+spooled and verified first, a safety dump of the current content is taken,
+and a failed load puts that content back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pymysql
+
+from ..credentials import mysql_option_args, mysql_option_fd, private_directory
+from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
+                      UnavailableError)
+from ..log import log
+from ..process import Child, find_tool
+from ..stream import Trailer, write_all
+from ..target import Target
+from ..transfer import Pump
+from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+                   feed_child, finish_load, loader)
+
+DUMP_COMPLETE = b"\n-- Dump completed"
+TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")
+MAX_NAME = 64
+DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
+ACCESS_DENIED = {1044, 1045, 1142, 1227}
+UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def side_name(database: str, role: str) -> str:
+    """A database name beside `database` for staging ('new') or keeping ('old') data."""
+    suffix = f"__dbpipe_{role}_{time.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(2)}"
+    return database[: MAX_NAME - len(suffix)] + suffix
+
+
+def _dump_tool() -> str:
+    return find_tool("mariadb-dump", "mysqldump", package_hint="mariadb-client or mysql-client")
+
+
+def _client_tool() -> str:
+    return find_tool("mariadb", "mysql", package_hint="mariadb-client or mysql-client")
+
+
+def connection_args(target: Target) -> list[str]:
+    return (
+        ([f"--host={target.host}"] if target.host else [])
+        + ([f"--port={target.port}", "--protocol=TCP"] if target.port and not target.socket else [])
+        + ([f"--socket={target.socket}"] if target.socket else [])
+        + ([f"--user={target.user}"] if target.user else [])
+    )
+
+
+class MysqlEngine(Engine):
+    name = "mysql"
+    failure_patterns = [
+        (r"\b(1044|1045|1142|1227)\b|access denied", PermissionDenied),
+        (r"\b1049\b|unknown database", NoInputError),
+        (r"\b(2002|2003|2005|2006|2013)\b|can't connect|lost connection|gone away", UnavailableError),
+    ]
+
+    # --- dump -------------------------------------------------------------
+    @contextlib.contextmanager
+    def dump_command(self, target: Target, scope: str):
+        with mysql_option_fd(target.password) as fd:
+            argv = (
+                [_dump_tool(), *mysql_option_args(target.defaults_file, fd), *connection_args(target)]
+                + ["--single-transaction", "--quick", "--routines", "--triggers", "--events",
+                   "--hex-blob", "--no-tablespaces", "--max-allowed-packet=1G",
+                   f"--default-character-set={target.charset or 'utf8mb4'}"]
+                + (["--all-databases"] if scope == "all" else ["--", target.database])
+            )
+            yield DumpCommand(argv, pass_fds=(fd,) if fd is not None else ())
+
+    def dump_complete(self, tail: bytes) -> bool:
+        return DUMP_COMPLETE in tail
+
+    def server_version(self, target: Target, head: bytes) -> str:
+        found = re.search(rb"^-- Server version\s+(.+)$", head, re.MULTILINE)
+        return found.group(1).decode("utf-8", "replace").strip() if found else "unknown"
+
+    # --- control connection -----------------------------------------------
+    @contextlib.contextmanager
+    def connect(self, target: Target, database: str | None = None):
+        socket = target.socket
+        if not (socket or target.port or target.defaults_file) and target.host in (None, "localhost"):
+            socket = next((path for path in DEFAULT_SOCKETS if os.path.exists(path)), None)
+        try:
+            conn = pymysql.connect(
+                host=target.host if target.host != "localhost" or not socket else None,
+                port=target.port or 0, unix_socket=socket, user=target.user,
+                password=target.password or "", database=database, charset="utf8mb4",
+                autocommit=True, read_default_file=target.defaults_file, connect_timeout=30)
+        except pymysql.err.MySQLError as exc:
+            raise mysql_error(exc, f"cannot connect to {target.describe()}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # --- restore ----------------------------------------------------------
+    def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
+        check_engine(self.name, pump)
+        with self.connect(target) as conn:
+            if options.mode == "replace":
+                return self._replace(conn, target, pump, options, "requested")
+            staging = side_name(target.database, "new")
+            try:
+                _create_database(conn, staging, like=target.database)
+            except PermissionDenied as exc:
+                if options.mode == "atomic":
+                    raise PermissionDenied(f"{exc}; --mode replace works without that right") from None
+                return self._replace(conn, target, pump, options, "account may not create databases")
+            try:
+                self._load(target.merged(database=staging), pump)
+                kept = Swap(conn, target.database, staging).run(options.keep_old)
+            finally:
+                _drop_database(conn, staging)
+        return RestoreResult("atomic (staging database + RENAME TABLE)", kept)
+
+    def _client_argv(self, target: Target, fd: int | None, database: str | None) -> list[str]:
+        return ([_client_tool(), *mysql_option_args(target.defaults_file, fd), *connection_args(target),
+                 "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"]
+                + ([f"--database={database}"] if database else []))
+
+    def _load(self, target: Target, pump: Pump) -> Trailer:
+        with mysql_option_fd(target.password) as fd, loader(
+                self._client_argv(target, fd, target.database), label="mariadb client",
+                pass_fds=(fd,) if fd is not None else ()) as child:
+            trailer = pump.run(feed_child(child))
+            finish_load(child, pump)
+        return trailer
+
+    def _load_file(self, target: Target, path: str, database: str | None) -> None:
+        with open(path, "rb") as source, mysql_option_fd(target.password) as fd, Child(
+                self._client_argv(target, fd, database), label="mariadb client", stdin=source,
+                stdout=subprocess.DEVNULL, pass_fds=(fd,) if fd is not None else ()) as child:
+            code = child.wait()
+        if code != 0:
+            raise DataError(f"the dump could not be loaded: {child.failure(code)}")
+
+    def _replace(self, conn, target: Target, pump: Pump, options: RestoreOptions,
+                 reason: str) -> RestoreResult:
+        """Verify a spooled copy, keep a safety dump, then drop and reload in place."""
+        log.info("restore mode: replace (%s); nothing changes until the stream is verified", reason)
+        with private_directory(options.temp_dir) as directory:
+            spool = os.path.join(directory, "stream.sql")
+            _spool(pump, spool)
+            safety = os.path.join(directory, "previous.sql")
+            if _database_exists(conn, target.database):
+                self._dump_to_file(target, safety)
+            else:
+                _create_database(conn, target.database, like=None)
+            _drop_everything(conn, target.database)
+            try:
+                self._load_file(target, spool, target.database)
+            except DbpipeError as exc:
+                self._roll_back(conn, target, safety, options, exc)
+            kept = _keep_file(safety, target.database, options) if options.keep_old else ""
+        return RestoreResult("replace (verified spool, then drop and reload)", kept)
+
+    def _roll_back(self, conn, target, safety, options, error: DbpipeError):
+        _drop_everything(conn, target.database)
+        if not os.path.exists(safety):
+            raise DataError(f"{error}; the database was empty before and is empty again") from None
+        try:
+            self._load_file(target, safety, target.database)
+        except DbpipeError as second:
+            kept = _keep_file(safety, target.database, options)
+            raise DataError(f"{error}; putting the previous content back also failed ({second}); "
+                            f"it is saved in {kept}") from None
+        raise DataError(f"{error}; the previous content was put back") from None
+
+    def _dump_to_file(self, target: Target, path: str) -> None:
+        with open(path, "wb") as out, self.dump_command(target, "database") as command, Child(
+                command.argv, stdout=out, pass_fds=command.pass_fds) as child:
+            code = child.wait()
+        if code != 0:
+            raise self.dump_failure(child)
+
+    def load_all(self, target: Target, pump: Pump) -> Trailer:
+        check_engine(self.name, pump)
+        with private_directory() as directory:
+            spool = os.path.join(directory, "stream.sql")
+            trailer = _spool(pump, spool)
+            log.info("stream verified; loading all databases (not atomic across databases)")
+            self._load_file(target, spool, None)
+        return trailer
+
+    # --- verification -----------------------------------------------------
+    @contextlib.contextmanager
+    def scratch(self, target: Target):
+        name = f"dbpipe_verify_{secrets.token_hex(4)}"
+        with self.connect(target) as conn:
+            _create_database(conn, name, like=None)
+            try:
+                yield target.merged(database=name)
+            finally:
+                _drop_database(conn, name)
+
+    def load_scratch(self, scratch: Target, pump: Pump) -> Trailer:
+        check_engine(self.name, pump)
+        return self._load(scratch, pump)
+
+    def table_rows(self, target: Target) -> dict[str, int]:
+        with self.connect(target, target.database) as conn, conn.cursor() as cur:
+            tables = _tables(cur, target.database)
+            counts = {}
+            for table in tables:
+                cur.execute(f"SELECT COUNT(*) FROM {quote(table)}")
+                counts[table] = cur.fetchone()[0]
+            return counts
+
+
+def mysql_error(exc: pymysql.err.MySQLError, context: str) -> DbpipeError:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    message = f"{context}: {exc.args[1] if len(exc.args) > 1 else exc}"
+    if code in ACCESS_DENIED:
+        return PermissionDenied(message)
+    if code in UNREACHABLE:
+        return UnavailableError(message)
+    if code == 1049:
+        return NoInputError(message)
+    return DataError(message)
+
+
+def _execute(conn, sql: str, args=None, context: str = ""):
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    except pymysql.err.MySQLError as exc:
+        raise mysql_error(exc, context or sql.split("(")[0][:80]) from None
+
+
+def _database_exists(conn, name: str) -> bool:
+    return bool(_execute(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (name,)))
+
+
+def _create_database(conn, name: str, like: str | None) -> None:
+    row = _execute(conn, "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+                   "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (like,)) if like else ()
+    options = f" CHARACTER SET {row[0][0]} COLLATE {row[0][1]}" if row else ""
+    try:
+        _execute(conn, f"CREATE DATABASE {quote(name)}{options}", context=f"cannot create database {name}")
+    except DataError as exc:
+        raise CantCreateError(str(exc)) from None
+
+
+def _drop_database(conn, name: str) -> None:
+    with contextlib.suppress(DbpipeError):
+        _execute(conn, f"DROP DATABASE IF EXISTS {quote(name)}")
+
+
+def _tables(cur, schema: str) -> list[str]:
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                "AND TABLE_TYPE IN %s ORDER BY TABLE_NAME", (schema, TABLE_TYPES))
+    return [row[0] for row in cur.fetchall()]
+
+
+def _drop_everything(conn, schema: str) -> None:
+    """Empty a database: views, tables (with their triggers), routines, events."""
+    conn.select_db(schema)
+    _execute(conn, "SET FOREIGN_KEY_CHECKS=0")
+    try:
+        for kind, name in _objects(conn, schema):
+            _execute(conn, f"DROP {kind} IF EXISTS {quote(schema)}.{quote(name)}")
+    finally:
+        _execute(conn, "SET FOREIGN_KEY_CHECKS=1")
+
+
+def _objects(conn, schema: str) -> list[tuple[str, str]]:
+    views = _execute(conn, "SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA=%s", (schema,))
+    tables = _execute(conn, "SELECT IF(TABLE_TYPE='SEQUENCE','SEQUENCE','TABLE'), TABLE_NAME "
+                      "FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_TYPE IN %s",
+                      (schema, TABLE_TYPES))
+    routines = _execute(conn, "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
+                        "WHERE ROUTINE_SCHEMA=%s", (schema,))
+    events = _execute(conn, "SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS "
+                      "WHERE EVENT_SCHEMA=%s", (schema,))
+    return list(views) + list(tables) + list(routines) + list(events)
+
+
+def _spool(pump: Pump, path: str) -> Trailer:
+    """Write the payload to a 0600 file; returns only once the trailer is verified."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        trailer = pump.run(lambda data: write_all(fd, data))
+        if pump.sink_error is not None:
+            raise CantCreateError(f"cannot spool the stream to {path}: {pump.sink_error.strerror}")
+    finally:
+        os.close(fd)
+    return trailer
+
+
+def _keep_file(path: str, database: str, options: RestoreOptions) -> str:
+    directory = options.temp_dir or tempfile.gettempdir()
+    kept = os.path.join(directory, f"dbpipe-{database}-previous-{time.strftime('%Y%m%dT%H%M%S')}.sql")
+    shutil.copyfile(path, kept)
+    os.chmod(kept, 0o600)
+    return kept
+
+
+class Swap:
+    """Moves all tables of `staging` into `live` in one RENAME TABLE and
+    recreates what RENAME cannot carry: triggers, views, routines, events."""
+
+    def __init__(self, conn, live: str, staging: str):
+        self.conn, self.live, self.staging = conn, live, staging
+
+    def run(self, keep_old: bool) -> str:
+        if not _database_exists(self.conn, self.live):
+            _create_database(self.conn, self.live, like=self.staging)
+        side = side_name(self.live, "old")
+        _create_database(self.conn, side, like=self.live)
+        new_triggers, old_triggers = self._triggers(self.staging), self._triggers(self.live)
+        new_code, new_views = self._code(self.staging), self._views(self.staging)
+        old_views = self._views(self.live)
+        self._drop_triggers(self.staging, new_triggers)
+        self._drop_triggers(self.live, old_triggers)
+        try:
+            self._rename(side)
+        except DbpipeError:
+            self._recreate(self.live, old_triggers)
+            _drop_database(self.conn, side)
+            raise
+        self._replace_code(new_code, new_triggers, new_views)
+        self._keep_old_objects(side, old_triggers, old_views)
+        if keep_old:
+            log.info("previous tables kept in database %s (drop it when no longer needed)", side)
+            return side
+        _drop_database(self.conn, side)
+        return ""
+
+    def _rename(self, side: str) -> None:
+        with self.conn.cursor() as cur:
+            old, new = _tables(cur, self.live), _tables(cur, self.staging)
+        moves = [f"{quote(self.live)}.{quote(t)} TO {quote(side)}.{quote(t)}" for t in old]
+        moves += [f"{quote(self.staging)}.{quote(t)} TO {quote(self.live)}.{quote(t)}" for t in new]
+        if moves:
+            _execute(self.conn, "RENAME TABLE " + ", ".join(moves), context="RENAME TABLE failed")
+
+    def _triggers(self, schema: str) -> list[tuple]:
+        names = _execute(self.conn, "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                         "WHERE TRIGGER_SCHEMA=%s ORDER BY ACTION_ORDER", (schema,))
+        return [self._show(schema, "TRIGGER", name) for (name,) in names]
+
+    def _views(self, schema: str) -> list[tuple]:
+        names = _execute(self.conn, "SELECT TABLE_NAME FROM information_schema.VIEWS "
+                         "WHERE TABLE_SCHEMA=%s", (schema,))
+        return [self._show(schema, "VIEW", name) for (name,) in names]
+
+    def _code(self, schema: str) -> list[tuple]:
+        return [self._show(schema, kind, name) for kind, name in _objects(self.conn, schema)
+                if kind in ("PROCEDURE", "FUNCTION", "EVENT")]
+
+    def _show(self, schema: str, kind: str, name: str) -> tuple:
+        """(kind, name, sql_mode, CREATE statement) as the server prints it."""
+        self.conn.select_db(schema)  # unqualified names in the statement
+        with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(f"SHOW CREATE {kind} {quote(name)}")
+            row = cur.fetchone()
+        statement = next(v for k, v in row.items() if k.lower().startswith(("create", "sql original")))
+        return kind, name, row.get("sql_mode", ""), statement
+
+    def _drop_triggers(self, schema: str, triggers) -> None:
+        for _, name, _, _ in triggers:
+            _execute(self.conn, f"DROP TRIGGER {quote(schema)}.{quote(name)}")
+
+    def _recreate(self, schema: str, objects) -> None:
+        """Create objects in schema; a view that needs another view waits a round."""
+        self.conn.select_db(schema)
+        pending = list(objects)
+        while pending:
+            failed, error = [], None
+            for kind, name, sql_mode, statement in pending:
+                try:
+                    _execute(self.conn, "SET SESSION sql_mode=%s", (sql_mode,))
+                    _execute(self.conn, statement, context=f"cannot recreate {kind.lower()} {name}")
+                except DbpipeError as exc:
+                    failed.append((kind, name, sql_mode, statement))
+                    error = exc
+            if len(failed) == len(pending):
+                raise error
+            pending = failed
+
+    def _replace_code(self, code, triggers, views) -> None:
+        for kind, name in _objects(self.conn, self.live):
+            if kind in ("VIEW", "PROCEDURE", "FUNCTION", "EVENT"):
+                _execute(self.conn, f"DROP {kind} IF EXISTS {quote(self.live)}.{quote(name)}")
+        self._recreate(self.live, views + triggers + code)
+
+    def _keep_old_objects(self, side: str, triggers, views) -> None:
+        try:
+            self._recreate(side, views + triggers)
+        except DbpipeError as exc:
+            log.warning("the kept tables in %s lack some old views/triggers: %s", side, exc)

@@ -1,0 +1,161 @@
+"""SQLite: `.dump` of a consistent snapshot, restore by building a new file and
+renaming it over the old one.
+
+Nextcloud runs SQLite in WAL mode.  Any process that opens the database may
+create its -wal/-shm files; if that process is root, the web server can no
+longer write them.  So every sqlite3 child runs as the owner of the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+import time
+import urllib.parse
+
+from ..credentials import private_directory
+from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
+from ..log import log
+from ..process import RunAs, find_tool, run
+from ..stream import Trailer
+from ..target import Target
+from ..transfer import Pump
+from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+                   feed_child, finish_load, loader)
+
+SIDE_FILES = ("-wal", "-shm", "-journal")
+ERROR_MARKER = b"ROLLBACK; -- due to errors"
+
+
+def _tool() -> str:
+    return find_tool("sqlite3", package_hint="the sqlite3 package")
+
+
+class SqliteEngine(Engine):
+    name = "sqlite"
+    failure_patterns = [
+        (r"unable to open database|no such file", NoInputError),
+        (r"permission denied|attempt to write a readonly", PermissionDenied),
+        (r"not a database|malformed", DataError),
+    ]
+
+    @contextlib.contextmanager
+    def dump_command(self, target: Target, scope: str):
+        path = target.database
+        if not os.path.isfile(path):
+            raise NoInputError(f"sqlite database {path} does not exist")
+        # .dump reads inside one transaction: a consistent snapshot, WAL included
+        yield DumpCommand([_tool(), "-readonly", "-bail", path, ".dump"],
+                          run_as=RunAs.owner_of(path))
+
+    def dump_complete(self, tail: bytes) -> bool:
+        return tail.endswith(b"COMMIT;\n") and ERROR_MARKER not in tail
+
+    def server_version(self, target: Target, head: bytes) -> str:
+        result = run([_tool(), "--version"], timeout=30)
+        return result.stdout.split()[0] if result.code == 0 and result.stdout else "unknown"
+
+    # --- restore ----------------------------------------------------------
+    def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
+        check_engine(self.name, pump)
+        path = target.database
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise NoInputError(f"directory {directory} does not exist")
+        exists = os.path.exists(path)
+        owner = RunAs.owner_of(path if exists else directory)
+        mode = os.stat(path).st_mode & 0o777 if exists else 0o640
+        with _new_file_beside(path, owner, mode) as new:
+            self._load(new, pump, owner)
+            journal = self._sql(path, "PRAGMA journal_mode", owner, readonly=True) if exists else ""
+            self._check_and_prepare(new, journal, owner)
+            kept = self._keep_previous(path, owner) if exists and options.keep_old else ""
+            _swap_in(new, path)
+        log.info("restored %s%s", path, f"; previous database kept as {kept}" if kept else "")
+        return RestoreResult("new file + atomic rename", kept)
+
+    def _load(self, path: str, pump: Pump, owner: RunAs | None) -> Trailer:
+        with loader([_tool(), "-safe", "-bail", path], label="sqlite3", run_as=owner) as child:
+            trailer = pump.run(feed_child(child))
+            finish_load(child, pump)
+        return trailer
+
+    def _check_and_prepare(self, path: str, journal_mode: str, owner: RunAs | None) -> None:
+        verdict = self._sql(path, "PRAGMA integrity_check", owner)
+        if verdict != "ok":
+            raise DataError(f"restored database failed PRAGMA integrity_check: {verdict[:200]}")
+        if journal_mode and journal_mode not in ("delete", "memory"):
+            self._sql(path, f"PRAGMA journal_mode={journal_mode}", owner)
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    def _keep_previous(self, path: str, owner: RunAs | None) -> str:
+        """A consistent copy of the current database (WAL content included)."""
+        kept = f"{path}.dbpipe-old-{time.strftime('%Y%m%dT%H%M%S')}"
+        self._sql(path, f".backup '{kept.replace(chr(39), chr(39) * 2)}'", owner, readonly=True)
+        return kept
+
+    def _sql(self, path: str, statement: str, owner: RunAs | None, readonly=False) -> str:
+        argv = [_tool(), "-bail"] + (["-readonly"] if readonly else []) + [path, statement]
+        result = run(argv, run_as=owner, timeout=600)
+        if result.code != 0:
+            raise DataError(f"sqlite3 {statement.split()[0]} on {path} failed: "
+                            f"{result.last_error_line()}")
+        return result.stdout.strip()
+
+    def load_all(self, target: Target, pump: Pump) -> Trailer:
+        raise UsageError("sqlite streams always hold a single database")
+
+    # --- verification -----------------------------------------------------
+    @contextlib.contextmanager
+    def scratch(self, target: Target):
+        with private_directory(prefix="dbpipe-verify-") as directory:
+            yield target.merged(database=os.path.join(directory, "scratch.db"))
+
+    def load_scratch(self, scratch: Target, pump: Pump) -> Trailer:
+        check_engine(self.name, pump)
+        return self._load(scratch.database, pump, None)
+
+    def table_rows(self, target: Target) -> dict[str, int]:
+        uri = "file:" + urllib.parse.quote(target.database) + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            names = [row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            return {name: conn.execute(f'SELECT count(*) FROM "{name.replace(chr(34), chr(34) * 2)}"')
+                    .fetchone()[0] for name in names}
+
+
+@contextlib.contextmanager
+def _new_file_beside(path: str, owner: RunAs | None, mode: int):
+    """An empty file in the target's directory (same filesystem: rename is atomic)."""
+    directory, base = os.path.split(path)
+    try:
+        fd, new = tempfile.mkstemp(dir=directory, prefix=f".{base}.dbpipe-new-")
+    except OSError as exc:
+        raise CantCreateError(f"cannot create a file in {directory}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)
+        if owner:
+            os.fchown(fd, owner.uid, owner.gid)
+        os.close(fd)
+        yield new
+    finally:
+        for leftover in [new] + [new + suffix for suffix in SIDE_FILES]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def _swap_in(new: str, path: str) -> None:
+    """Replace path by new in one rename; the old -wal/-shm belong to the old file."""
+    for suffix in SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+    os.replace(new, path)
+    directory = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,182 @@
+"""Logging to stderr and syslog, tagged with the Bareos job.
+
+bpipe throws the reader's stderr away (it ends up in the file daemon's journal
+or /dev/null), so every line also goes to syslog where an admin can find it by
+job id.  A daemonised bareos-fd gives its children an fd 2 opened read-only:
+writing there fails, and that must never turn into a second error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+LOGGER_NAME = "dbpipe"
+SYSLOG_SOCKET_ENV = "DBPIPE_SYSLOG_SOCKET"
+DEFAULT_SYSLOG_SOCKET = "/dev/log"
+SYSLOG_FACILITY_DAEMON = 3
+
+log = logging.getLogger(LOGGER_NAME)
+_secrets: set[str] = set()
+
+
+@dataclass(frozen=True)
+class BareosJob:
+    """The job context bareos-fd (25 and newer) exports to bpipe programs."""
+
+    job_id: str = ""
+    level: str = ""
+    job_type: str = ""
+    where: str | None = None
+    replace: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ=os.environ) -> "BareosJob":
+        return cls(
+            job_id=environ.get("BareosJobId", "").strip(),
+            level=environ.get("BareosJobLevel", "").strip(),
+            job_type=environ.get("BareosJobType", "").strip(),
+            where=environ.get("BareosWhere"),
+            replace=environ.get("BareosReplace"),
+        )
+
+    def label(self) -> str:
+        parts = [f"job {self.job_id}"] if self.job_id else []
+        parts += [f"level {self.level}"] if self.level else []
+        parts += [f"type {self.job_type}"] if self.job_type else []
+        return "Bareos " + ", ".join(parts) if parts else ""
+
+
+def register_secret(value: str | None) -> None:
+    """Mask this value wherever it would appear in a log line."""
+    if value:
+        _secrets.add(value)
+
+
+class _MaskSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _secrets:
+            message = record.getMessage()
+            for secret in _secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+class _QuietStreamHandler(logging.StreamHandler):
+    """A stderr handler that gives up silently when fd 2 is unusable."""
+
+    def handleError(self, record):  # noqa: N802 (logging API)
+        pass
+
+
+class _UnixSyslogHandler(logging.Handler):
+    """RFC 3164 lines to a local syslog socket; silent when there is none."""
+
+    def __init__(self, ident: str, address: str, facility: int):
+        super().__init__()
+        self.ident, self.address, self.facility = ident, address, facility
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket | None:
+        if self.sock is None:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sock.connect(self.address)
+                self.sock = sock
+            except OSError:
+                return None
+        return self.sock
+
+    SEVERITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        priority = self.facility * 8 + self.SEVERITY.get(record.levelname, 4)
+        line = f"<{priority}>{self.ident}[{os.getpid()}]: {self.format(record)}"
+        sock = self._connect()
+        if sock is not None:
+            try:
+                sock.send(line.encode("utf-8", "replace")[:8000])
+            except OSError:
+                self.sock = None
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        super().close()
+
+
+def setup(program: str, job: BareosJob | None = None, verbose: bool = False) -> None:
+    """Configure the 'dbpipe' logger for one executable."""
+    logging.raiseExceptions = False
+    job = job or BareosJob.from_environ()
+    tag = f"[{job.label()}] " if job.label() else ""
+    log.handlers.clear()
+    log.filters.clear()
+    log.addFilter(_MaskSecrets())
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+    stderr = _QuietStreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(f"{program}: %(message)s"))
+    log.addHandler(stderr)
+
+    address = os.environ.get(SYSLOG_SOCKET_ENV, DEFAULT_SYSLOG_SOCKET)
+    syslog = _UnixSyslogHandler(program, address, SYSLOG_FACILITY_DAEMON)
+    syslog.setFormatter(logging.Formatter(f"{tag}%(message)s"))
+    syslog.setLevel(logging.INFO)
+    log.addHandler(syslog)
+    logging.getLogger("sh").setLevel(logging.WARNING)
+
+
+class Progress:
+    """Bytes and rate on stderr, only when a person is watching a terminal."""
+
+    INTERVAL = 0.5
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = _isatty(self.stream)
+        self.started = time.monotonic()
+        self._next = self.started + self.INTERVAL
+
+    def update(self, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.INTERVAL
+        rate = total / max(now - self.started, 1e-6)
+        self._write(f"\r{self.label}: {human_bytes(total)} ({human_bytes(rate)}/s)   ")
+
+    def done(self) -> None:
+        if self.enabled:
+            self._write("\r\033[K")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.enabled = False
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} TiB"

@@ -1,0 +1,247 @@
+"""Child processes: streaming children, run-to-completion commands, and signals.
+
+Two kinds of children, two tools:
+
+* Streaming children (dump tools, database clients) move the data.  We own
+  their stdin/stdout file descriptors and copy raw bytes, so they are started
+  with ``subprocess.Popen``: exact control of pass_fds, process groups and pipes.
+* Short commands whose output we read (occ, psql queries, systemctl,
+  mariabackup --prepare) go through ``sh`` with a timeout.
+
+Every child gets a scrubbed environment (no secrets can leak in from ours),
+runs in its own session so a terminal's Ctrl-C reaches only us, and is killed
+with its whole process group on every failure path.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+
+import sh
+
+from .errors import Cancelled, UnavailableError
+from .log import log
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+STDERR_LINES_KEPT = 40
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def child_environment(extra: dict | None = None) -> dict:
+    """Our environment minus everything not on a short allow-list.
+
+    Messages are forced to English so failures can be classified.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in _KEPT_ENVIRONMENT or key.startswith("LC_")
+    }
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.pop("LC_ALL", None)
+    env["LC_MESSAGES"] = "C"
+    env.update(extra or {})
+    return env
+
+
+def find_tool(*names: str, package_hint: str = "") -> str:
+    """The first of these programs found on PATH."""
+    path = os.environ.get("PATH") or DEFAULT_PATH
+    for name in names:
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    hint = f" (install {package_hint})" if package_hint else ""
+    raise UnavailableError(f"{' or '.join(names)} not found on PATH{hint}")
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged account to run a child as (only effective when we are root)."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def owner_of(cls, path: str) -> "RunAs | None":
+        """The owner of path, when we are root and the owner is not."""
+        st = os.stat(path)
+        if os.geteuid() != 0 or st.st_uid == 0:
+            return None
+        return cls(st.st_uid, st.st_gid)
+
+    def user_name(self) -> str | None:
+        try:
+            return pwd.getpwuid(self.uid).pw_name
+        except KeyError:
+            return None
+
+    def popen_kwargs(self) -> dict:
+        """Drop to uid/gid and to the account's own supplementary groups, not root's."""
+        name = self.user_name()
+        groups = os.getgrouplist(name, self.gid) if name else [self.gid]
+        return {"user": self.uid, "group": self.gid, "extra_groups": groups}
+
+
+class Child:
+    """A streaming child.  Its stderr is drained into a ring buffer by a thread
+    (a full stderr pipe would otherwise stall it)."""
+
+    def __init__(self, argv, *, label=None, stdin=None, stdout=None, env_extra=None,
+                 pass_fds=(), run_as: RunAs | None = None, cwd=None):
+        self.label = label or os.path.basename(argv[0])
+        self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
+        log.debug("starting %s", " ".join(argv))
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                env=child_environment(env_extra), pass_fds=tuple(pass_fds),
+                start_new_session=True, cwd=cwd or "/",
+                **(run_as.popen_kwargs() if run_as else {}),
+            )
+        except FileNotFoundError:
+            raise UnavailableError(f"{argv[0]} not found") from None
+        except PermissionError as exc:
+            raise UnavailableError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drainer.start()
+
+    def _drain_stderr(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.stderr_lines.append(line)
+                log.debug("%s: %s", self.label, line)
+        self.proc.stderr.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.proc.wait(timeout)
+        self._drainer.join(5)
+        return code
+
+    def kill(self) -> None:
+        """Kill the child's whole process group and reap it."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.wait(30)
+
+    def stderr_text(self) -> str:
+        return "\n".join(self.stderr_lines)
+
+    def failure(self, code: int | None = None) -> str:
+        """One line: how the child ended and the last thing it said."""
+        code = self.proc.returncode if code is None else code
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+        last = telling_line(self.stderr_lines)
+        return f"{self.label} {how}" + (f": {last}" if last else "")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+_TELLING = re.compile(r"error|fatal|denied|failed|refused|cannot|can't|unable|not found|no such",
+                      re.IGNORECASE)
+
+
+def telling_line(lines) -> str:
+    """The line of a tool's output that best says what went wrong: the last
+    error-like line, else the last line (indented hints and warnings skipped)."""
+    candidates = [ln.strip() for ln in lines if ln.strip() and not ln[:1].isspace()
+                  and not ln.lower().startswith(("warning", "hint", "detail"))]
+    errors = [ln for ln in candidates if _TELLING.search(ln)]
+    return (errors or candidates or [""])[-1]
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple
+    code: int
+    stdout: str
+    stderr: str
+
+    def last_error_line(self) -> str:
+        return telling_line((self.stderr or self.stdout).splitlines())
+
+
+def run(argv, *, input: str | bytes | None = None, timeout: float | None = None,
+        env_extra: dict | None = None, run_as: RunAs | None = None,
+        cwd: str | None = None, pass_fds=()) -> Completed:
+    """Run a short command to completion and capture its output.
+
+    Never raises for a non-zero exit: the caller decides what a code means.
+    A timeout kills the command's process group and raises UnavailableError.
+    """
+    try:
+        command = sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise UnavailableError(f"{argv[0]} not found") from None
+    options = dict(
+        _in=input, _env=child_environment(env_extra), _cwd=cwd or "/", _tty_out=False,
+        _new_session=True, _bg=True, _return_cmd=True, _ok_code=list(range(-64, 256)),
+        _decode_errors="replace", _pass_fds=set(pass_fds),
+        _uid=run_as.uid if run_as else None, _timeout=timeout,
+    )
+    running = command(*argv[1:], **options)
+    try:
+        running.wait()  # not wait(timeout): that variant returns before all output is read
+    except sh.TimeoutException:
+        _kill_group(running.pid)
+        raise UnavailableError(f"{os.path.basename(argv[0])} timed out after {timeout:g} s") from None
+    except BaseException:
+        _kill_group(running.pid)
+        raise
+    return Completed(tuple(argv), running.exit_code, _text(running.stdout), _text(running.stderr))
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _text(data) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
+
+
+@contextlib.contextmanager
+def cancellable():
+    """Turn SIGTERM/SIGINT/SIGHUP into a Cancelled exception in the main thread.
+
+    Only the first signal raises; later ones arrive during cleanup and are
+    ignored so the cleanup can finish.
+    """
+    fired = []
+
+    def handler(signum, _frame):
+        if not fired:
+            fired.append(signum)
+            raise Cancelled(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,139 @@
+"""dbpipe-restore: verify a stream from stdin and load it atomically, or store it as a file.
+
+Where the restored data goes follows the Bareos restore location: with a
+``where`` other than ``/`` (Bareos' default RestoreFiles job uses
+/tmp/bareos-restores) the stream is written as a verified file below it and
+the live database is not touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+from .engines import RestoreOptions, get_engine
+from .errors import Cancelled, CantCreateError, DataError, IOFailure, NoInputError
+from .log import BareosJob, human_bytes, log
+from .stream import Header, Trailer, write_all
+from .target import Target
+from .transfer import Pump
+
+UNEXPANDED_WHERE = "%w"
+
+
+@dataclass(frozen=True)
+class FileDestination:
+    """Write the verified stream to a file instead of loading it.
+
+    ``path`` may be relative to ``where``; without a name, the file is called
+    dbpipe/<engine>-<database>.sql after the stream's header.
+    """
+
+    path: str | None
+    overwrite: bool = False
+    where: str = ""
+
+    def resolve(self, header: Header) -> str:
+        name = self.path or f"dbpipe/{header.engine}-{os.path.basename(header.database) or 'all'}.sql"
+        return os.path.join(self.where, name.lstrip("/")) if self.where else name
+
+
+def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | None,
+                       replace_arg: str | None = None) -> FileDestination | None:
+    """Where a Bareos restore wants the data: None means the live database.
+
+    The location comes from $BareosWhere (Bareos 26+) or from a --where %w
+    argument (Bareos up to 25 and Bacula expand %w in the writer string; a
+    literal %w means it was not expanded).  The replace code (a/w/o/n from
+    $BareosReplace or %r) decides whether an existing file is overwritten.
+    """
+    where = job.where if job.where is not None else _expanded(where_arg)
+    if not where or where.rstrip("/") == "":
+        return None
+    replace = job.replace if job.replace is not None else _expanded(replace_arg)
+    return FileDestination(file_name, (replace or "a").strip() in ("a", "w", "o"), where)
+
+
+def _expanded(value: str | None) -> str | None:
+    if value is None or UNEXPANDED_WHERE in value or value == "%r":
+        return None
+    return value
+
+
+def restore(target: Target, in_fd: int, options: RestoreOptions,
+            destination: FileDestination | None = None) -> Trailer | None:
+    """Restore the stream on in_fd.  Whatever fails, stdin is read to its end."""
+    pump = Pump(in_fd)
+    started = time.monotonic()
+    try:
+        if pump.header() is None:
+            raise NoInputError("empty input: no stream to restore")
+        if destination is not None:
+            trailer = write_file(pump, destination)
+        else:
+            trailer = _restore_live(target, pump, options)
+    except Cancelled:
+        raise
+    except BaseException:
+        pump.drain()
+        raise
+    seconds = time.monotonic() - started
+    log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
+    return trailer
+
+
+def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Trailer | None:
+    header = pump.header()
+    engine = get_engine(target.type)
+    if header.engine != engine.name:
+        raise DataError(f"this is a {header.engine} stream; the target is {engine.name}")
+    if header.scope == "all":
+        log.info("restoring all %s databases (cluster-wide, verified before loading)", engine.name)
+        return engine.load_all(target, pump)
+    target = target.merged(database=target.database or header.database)
+    log.info("restoring %s from a dump of %r", target.describe(), header.database)
+    result = engine.restore(target, pump, options)
+    log.info("restore mode: %s%s", result.mode, f"; replaced data kept in {result.kept}" if result.kept else "")
+    return None
+
+
+def write_file(pump: Pump, destination: FileDestination) -> Trailer:
+    """Store the verified stream as a 0600 file, atomically, never half-written."""
+    path = destination.resolve(pump.header())
+    if os.path.exists(path) and not destination.overwrite:
+        raise CantCreateError(f"{path} exists; use --force to overwrite it")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    except OSError as exc:
+        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as handle:
+            trailer = pump.run(lambda data: write_all(handle.fileno(), data))
+            if pump.sink_error is not None:
+                raise IOFailure(f"cannot write {path}: {pump.sink_error.strerror}")
+            write_all(handle.fileno(), pump.verifier.trailer_bytes)
+            os.fsync(handle.fileno())
+        _publish(temporary, path, destination.overwrite)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    log.info("verified stream written to %s (%s, sha256 %s)", path, human_bytes(trailer.bytes),
+             trailer.sha256)
+    return trailer
+
+
+def _publish(temporary: str, path: str, overwrite: bool) -> None:
+    try:
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)  # fails if path appeared meanwhile
+    except FileExistsError:
+        raise CantCreateError(f"{path} exists; use --force to overwrite it") from None
+    except OSError as exc:
+        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None

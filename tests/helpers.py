@@ -1,0 +1,122 @@
+"""Running the executables the way Bareos and a shell run them, and looking at
+what they left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "bin"
+BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def bareos_env(**extra: str) -> dict:
+    """The bare environment a Bareos file daemon gives its children."""
+    env = {"PATH": BARE_PATH, "LANG": "C.UTF-8"}
+    env.update({key: value for key, value in extra.items() if value is not None})
+    return env
+
+
+def bareos_argv(command: str) -> list[str]:
+    """Split a command the way Bareos' BuildArgcArgv does: on spaces only, a
+    quote counts only at the start of a token (no shell)."""
+    argv, i = [], 0
+    while i < len(command):
+        while i < len(command) and command[i] in " \t":
+            i += 1
+        if i >= len(command):
+            break
+        if command[i] in "'\"":
+            quote_char = command[i]
+            end = command.find(quote_char, i + 1)
+            end = len(command) if end < 0 else end
+            argv.append(command[i + 1:end])
+            i = end + 1
+        else:
+            end = command.find(" ", i)
+            end = len(command) if end < 0 else end
+            argv.append(command[i:end])
+            i = end
+    return argv
+
+
+def dbpipe(command: str, *args, stdin=None, env: dict | None = None, timeout: float = 300,
+           stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """Run bin/<command> with a bare environment from cwd /.
+
+    stdin may be bytes, a path, an open file, or None (empty input)."""
+    argv = [str(BIN / command), *map(str, args)]
+    kwargs = {}
+    if isinstance(stdin, (bytes, bytearray)):
+        kwargs["input"] = bytes(stdin)
+    elif isinstance(stdin, (str, Path)):
+        kwargs["stdin"] = open(stdin, "rb")
+    elif stdin is None:
+        kwargs["stdin"] = subprocess.DEVNULL
+    else:
+        kwargs["stdin"] = stdin
+    try:
+        return subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, cwd="/",
+                              env=env or bareos_env(), timeout=timeout, **kwargs)
+    finally:
+        if isinstance(stdin, (str, Path)):
+            kwargs["stdin"].close()
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in result.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_secret(directory, name: str, value: str) -> str:
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return path
+
+
+class SyslogCollector:
+    """A private syslog socket (pass its path as DBPIPE_SYSLOG_SOCKET)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.messages: list[str] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self):
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.messages.append(data.decode("utf-8", "replace"))
+
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+def describe(argv) -> str:
+    return " ".join(shlex.quote(str(a)) for a in argv)

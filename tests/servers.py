@@ -1,0 +1,288 @@
+"""Private, throwaway database servers for the tests.
+
+With a Docker engine answering, servers come from testcontainers (several
+versions).  Otherwise MariaDB and PostgreSQL are started from the installed
+binaries with their own data directory, socket and port under a temp dir.
+System services are never used, stopped or touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PG_BIN_CANDIDATES = sorted(
+    (os.path.join("/usr/lib/postgresql", v, "bin") for v in os.listdir("/usr/lib/postgresql"))
+    if os.path.isdir("/usr/lib/postgresql") else [], reverse=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def docker_available() -> bool:
+    if os.environ.get("DBPIPE_TEST_NO_DOCKER"):
+        return False
+    try:
+        import docker
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: no usable engine
+        return False
+
+
+def _wait_for(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up within {timeout} s")
+
+
+@dataclass
+class Server:
+    """What tests need to know about a server: how to reach it as admin and as users."""
+
+    kind: str                   # mysql | pgsql
+    label: str
+    host: str | None = None
+    port: int | None = None
+    socket: str | None = None   # mysql: socket file; pgsql: socket directory
+    admin_user: str = ""
+    admin_password: str | None = None
+    workdir: str = ""
+    _stop: object = field(default=None, repr=False)
+    _start: object = field(default=None, repr=False)
+
+    # --- addressing ---------------------------------------------------------
+    def args(self, database: str | None = None, user: str | None = None,
+             password_file: str | None = None, tcp: bool = False) -> list[str]:
+        """dbpipe command-line options for this server."""
+        use_socket = self.socket and not tcp
+        result = ["--type", self.kind]
+        result += ["--socket", self.socket] if use_socket else ["--host", self.host or "127.0.0.1"]
+        result += ["--port", str(self.port)] if not use_socket or self.kind == "pgsql" else []
+        result += ["--user", user or self.admin_user]
+        if password_file:
+            result += ["--password-file", password_file]
+        elif user is None and self.admin_password:
+            result += ["--password-file", self.admin_password_file()]
+        if database:
+            result += ["--database", database]
+        return result
+
+    def admin_password_file(self) -> str:
+        path = os.path.join(self.workdir, "admin.pw")
+        if not os.path.exists(path):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
+                handle.write(self.admin_password or "")
+        return path
+
+    # --- admin SQL through the stock client -----------------------------------
+    def sql(self, statement: str, database: str | None = None, check: bool = True) -> str:
+        if self.kind == "mysql":
+            argv = ["mariadb", "--batch", "--skip-column-names", "--default-character-set=utf8mb4",
+                    *self._mysql_conn(), "-u", self.admin_user]
+            argv += [f"--database={database}"] if database else []
+            env = {"MYSQL_PWD": self.admin_password} if self.admin_password else {}
+        else:
+            argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", *self._pg_conn(),
+                    "-U", self.admin_user, "-d", database or "postgres"]
+            env = {"PGPASSWORD": self.admin_password} if self.admin_password else {}
+        result = subprocess.run(argv, input=statement, text=True, capture_output=True,
+                                env={"PATH": BARE_PATH, "LC_ALL": "C.UTF-8", **env})
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{self.label}: {statement[:200]!r} failed: {result.stderr[-800:]}")
+        return result.stdout.strip()
+
+    def _mysql_conn(self) -> list[str]:
+        return [f"--socket={self.socket}"] if self.socket else ["--host=127.0.0.1", f"--port={self.port}", "--protocol=TCP"]
+
+    def _pg_conn(self) -> list[str]:
+        return ["-h", self.socket or self.host or "127.0.0.1", "-p", str(self.port)]
+
+    def create_database(self, name: str, owner: str | None = None) -> None:
+        if self.kind == "mysql":
+            self.sql(f"CREATE DATABASE `{name.replace('`', '``')}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        else:
+            quoted = '"' + name.replace('"', '""') + '"'
+            self.sql(f"CREATE DATABASE {quoted}" + (f' OWNER "{owner}"' if owner else ""))
+
+    def drop_database(self, name: str) -> None:
+        if self.kind == "mysql":
+            self.sql(f"DROP DATABASE IF EXISTS `{name.replace('`', '``')}`")
+        else:
+            self.sql(f'DROP DATABASE IF EXISTS "{name.replace(chr(34), chr(34) * 2)}" WITH (FORCE)')
+
+    def create_user(self, name: str, password: str, database: str, can_create: bool = False) -> None:
+        """A non-admin account that owns (pgsql) or has all rights on (mysql) database."""
+        if self.kind == "mysql":
+            q = lambda v: "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"  # noqa: E731
+            db = "`" + database.replace("`", "``") + "`"
+            self.sql(f"CREATE USER IF NOT EXISTS {q(name)}@'%' IDENTIFIED BY {q(password)};"
+                     f"CREATE USER IF NOT EXISTS {q(name)}@'localhost' IDENTIFIED BY {q(password)};"
+                     f"GRANT ALL ON {db}.* TO {q(name)}@'%'; GRANT ALL ON {db}.* TO {q(name)}@'localhost';"
+                     + (f"GRANT ALL ON *.* TO {q(name)}@'%'; GRANT ALL ON *.* TO {q(name)}@'localhost';"
+                        if can_create else ""))
+        else:
+            role = '"' + name.replace('"', '""') + '"'
+            literal = "'" + password.replace("'", "''") + "'"
+            exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{name.replace(chr(39), chr(39) * 2)}'")
+            verb = "ALTER" if exists else "CREATE"
+            self.sql(f"{verb} ROLE {role} LOGIN PASSWORD {literal}" + (" CREATEDB" if can_create else ""))
+            self.sql(f'ALTER DATABASE "{database.replace(chr(34), chr(34) * 2)}" OWNER TO {role}')
+
+    # --- lifecycle ----------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop()
+
+    def start(self) -> None:
+        self._start()
+
+
+# --- local servers from the installed binaries --------------------------------------
+
+def _make_workdir(prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o755)  # the postgres account must reach its data dir
+    return path
+
+
+def local_mariadb() -> Server:
+    workdir = _make_workdir("dbpipe-test-mariadb-")
+    datadir, sock = os.path.join(workdir, "data"), os.path.join(workdir, "mysqld.sock")
+    user = pwd.getpwuid(os.getuid()).pw_name
+    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True, env={"PATH": BARE_PATH})
+    port = free_port()
+    argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--port={port}",
+            "--bind-address=127.0.0.1", f"--pid-file={workdir}/mysqld.pid", f"--log-error={workdir}/error.log",
+            f"--user={user}", "--skip-name-resolve", "--innodb-buffer-pool-size=256M",
+            "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", "--max-allowed-packet=64M",
+            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci"]
+    state = {}
+
+    def start():
+        state["proc"] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         env={"PATH": BARE_PATH}, start_new_session=True)
+        _wait_for(lambda: subprocess.run(["mariadb-admin", f"--socket={sock}", "-uroot", "ping"],
+                                         capture_output=True, env={"PATH": BARE_PATH}).returncode == 0,
+                  "private MariaDB")
+
+    def stop():
+        proc = state.pop("proc", None)
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    start()
+    return Server("mysql", f"MariaDB (local, port {port})", "127.0.0.1", port, sock, "root", None,
+                  workdir, stop, start)
+
+
+def _pg_bin(name: str) -> str:
+    for directory in PG_BIN_CANDIDATES:
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    found = shutil.which(name, path=BARE_PATH)
+    if not found:
+        raise RuntimeError(f"{name} not found: install postgresql")
+    return found
+
+
+def local_postgres() -> Server:
+    workdir = _make_workdir("dbpipe-test-pg-")
+    datadir = os.path.join(workdir, "data")
+    run_as = {}
+    if os.getuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(workdir, account.pw_uid, account.pw_gid)
+        run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    env = {"PATH": BARE_PATH, "LC_ALL": "C.UTF-8"}
+    subprocess.run([_pg_bin("initdb"), "-D", datadir, "-U", "postgres", "--encoding=UTF8",
+                    "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=trust"],
+                   check=True, capture_output=True, env=env, cwd=workdir, **run_as)
+    with open(os.path.join(datadir, "pg_hba.conf"), "w") as hba:
+        hba.write("local all postgres trust\nlocal all all scram-sha-256\n"
+                  "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+    port = free_port()
+    options = f"-k {workdir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
+    def pg_ctl(*args):
+        subprocess.run([_pg_bin("pg_ctl"), "-D", datadir, *args], check=True, capture_output=True,
+                       env=env, cwd=workdir, **run_as)
+
+    start = lambda: pg_ctl("-o", options, "-l", os.path.join(workdir, "server.log"), "-w", "start")  # noqa: E731
+    stop = lambda: pg_ctl("-m", "fast", "-w", "stop")  # noqa: E731
+    start()
+    return Server("pgsql", f"PostgreSQL (local, port {port})", "127.0.0.1", port, workdir, "postgres",
+                  None, workdir, stop, start)
+
+
+# --- testcontainers ---------------------------------------------------------------------
+
+DOCKER_IMAGES = {
+    "mysql": ["mariadb:10.11", "mariadb:11", "mysql:8"],
+    "pgsql": ["postgres:15", "postgres:16"],
+}
+
+
+def docker_server(kind: str, image: str) -> Server:
+    workdir = _make_workdir("dbpipe-test-docker-")
+    if kind == "mysql":
+        from testcontainers.mysql import MySqlContainer
+        container = MySqlContainer(image, username="dbpipe", password="dbpipe-admin",
+                                   root_password="dbpipe-admin", dbname="dbpipe")
+        container.start()
+        server = Server("mysql", f"{image} (docker)", "127.0.0.1",
+                        int(container.get_exposed_port(3306)), None, "root", "dbpipe-admin", workdir)
+    else:
+        from testcontainers.postgres import PostgresContainer
+        container = PostgresContainer(image, username="postgres", password="dbpipe-admin", dbname="postgres")
+        container.start()
+        server = Server("pgsql", f"{image} (docker)", "127.0.0.1",
+                        int(container.get_exposed_port(5432)), None, "postgres", "dbpipe-admin", workdir)
+    server._stop = lambda: container.get_wrapped_container().stop()
+    server._start = lambda: container.get_wrapped_container().start()
+    server._container = container
+    return server
+
+
+def server_specs() -> dict[str, list[str]]:
+    """kind -> list of 'local' or docker images to test against."""
+    if docker_available():
+        return DOCKER_IMAGES
+    return {"mysql": ["local"], "pgsql": ["local"]}
+
+
+def start_server(kind: str, spec: str) -> Server:
+    if spec != "local":
+        return docker_server(kind, spec)
+    return local_mariadb() if kind == "mysql" else local_postgres()
+
+
+def destroy(server: Server) -> None:
+    with contextlib.suppress(Exception):
+        server.stop()
+    container = getattr(server, "_container", None)
+    if container is not None:
+        with contextlib.suppress(Exception):
+            container.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
