@@ -187,7 +187,8 @@ class StreamVerifier:
         if len(self._held) <= MAX_TRAILER:
             return b""
         cut = len(self._held) - MAX_TRAILER
-        out = bytes(self._held[:cut])
+        with memoryview(self._held) as view:
+            out = bytes(view[:cut])  # one copy; a bytearray slice would make two
         del self._held[:cut]
         self.sha.update(out)
         self.payload_bytes += len(out)
