@@ -15,6 +15,9 @@ import tempfile
 
 from .errors import CantCreateError
 
+# not secrets: fail instead of hanging on an unreachable host
+LIBPQ_ENVIRONMENT = {"PGCONNECT_TIMEOUT": "30"}
+
 
 @contextlib.contextmanager
 def private_directory(base: str | None = None, prefix: str = "dbpipe-"):
@@ -74,11 +77,11 @@ def _pgpass_escape(value: str) -> str:
 def pgpass_environment(password: str | None):
     """Environment entries pointing libpq at a private 0600 password file."""
     if password is None:
-        yield {}
+        yield dict(LIBPQ_ENVIRONMENT)
         return
     with private_directory(prefix="dbpipe-pg-") as directory:
         path = os.path.join(directory, "pgpass")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(f"*:*:*:*:{_pgpass_escape(password)}\n")
-        yield {"PGPASSFILE": path}
+        yield {"PGPASSFILE": path, **LIBPQ_ENVIRONMENT}

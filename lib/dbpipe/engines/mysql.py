@@ -37,6 +37,7 @@ TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")
 MAX_NAME = 64
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
 ACCESS_DENIED = {1044, 1045, 1142, 1227}
+CONNECT_TIMEOUT = 30
 UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
 
 
@@ -106,7 +107,8 @@ class MysqlEngine(Engine):
                 host=target.host if target.host != "localhost" or not socket else None,
                 port=target.port or 0, unix_socket=socket, user=target.user,
                 password=target.password or "", database=database, charset="utf8mb4",
-                autocommit=True, read_default_file=target.defaults_file, connect_timeout=30)
+                autocommit=True, read_default_file=target.defaults_file,
+                connect_timeout=CONNECT_TIMEOUT)
         except pymysql.err.MySQLError as exc:
             raise mysql_error(exc, f"cannot connect to {target.describe()}") from None
         try:
@@ -136,7 +138,8 @@ class MysqlEngine(Engine):
 
     def _client_argv(self, target: Target, fd: int | None, database: str | None) -> list[str]:
         return ([_client_tool(), *mysql_option_args(target.defaults_file, fd), *connection_args(target),
-                 "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"]
+                 "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4",
+                 f"--connect-timeout={CONNECT_TIMEOUT}"]
                 + ([f"--database={database}"] if database else []))
 
     def _load(self, target: Target, pump: Pump) -> Trailer:

@@ -27,6 +27,7 @@ from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_eng
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
 ERROR_MARKER = b"ROLLBACK; -- due to errors"
+BUSY_TIMEOUT_MS = 30_000  # wait this long for a writer's lock instead of failing at once
 
 
 def _tool() -> str:
@@ -47,7 +48,7 @@ class SqliteEngine(Engine):
         if not os.path.isfile(path):
             raise NoInputError(f"sqlite database {path} does not exist")
         # .dump reads inside one transaction: a consistent snapshot, WAL included
-        yield DumpCommand([_tool(), "-readonly", "-bail", path, ".dump"],
+        yield DumpCommand([_tool(), "-readonly", "-bail", "-cmd", f".timeout {BUSY_TIMEOUT_MS}", path, ".dump"],
                           run_as=RunAs.owner_of(path))
 
     def dump_complete(self, tail: bytes) -> bool:
