@@ -7,6 +7,7 @@ import hashlib
 import os
 import sqlite3
 import subprocess
+from contextlib import closing as _closing  # a sqlite3 connection's `with` only commits
 
 from .helpers import BARE_PATH
 from .servers import Server
@@ -182,7 +183,7 @@ class SqliteDatabase(TestDatabase):
         return ["--type", "sqlite", "--database", self.path]
 
     def populate(self) -> None:
-        with sqlite3.connect(self.path) as conn:
+        with _closing(sqlite3.connect(self.path)) as conn, conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript("""
               CREATE TABLE oc_filecache (fileid INTEGER PRIMARY KEY AUTOINCREMENT, storage INTEGER NOT NULL DEFAULT 1,
@@ -203,7 +204,7 @@ class SqliteDatabase(TestDatabase):
             conn.executemany("INSERT INTO oc_shares VALUES (?, ?)", [(1, 1), (2, 5)])
 
     def change(self) -> None:
-        with sqlite3.connect(self.path) as conn:
+        with _closing(sqlite3.connect(self.path)) as conn, conn:
             conn.executescript("DELETE FROM oc_shares WHERE id = 2; UPDATE oc_filecache SET size = size + 1;"
                                "INSERT INTO oc_blobs VALUES (9, 'new', 'added after the backup');"
                                "CREATE TABLE oc_added_later (a INT);")
@@ -221,5 +222,5 @@ class SqliteDatabase(TestDatabase):
                               capture_output=True).stdout
 
     def count(self, table: str) -> int:
-        with sqlite3.connect(self.path) as conn:
+        with _closing(sqlite3.connect(self.path)) as conn, conn:
             return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]

@@ -169,6 +169,7 @@ def local_mariadb() -> Server:
     port = free_port()
     argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--port={port}",
             "--bind-address=127.0.0.1", f"--pid-file={workdir}/mysqld.pid", f"--log-error={workdir}/error.log",
+            f"--tmpdir={workdir}",
             f"--user={user}", "--skip-name-resolve", "--innodb-buffer-pool-size=256M",
             "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", "--max-allowed-packet=64M",
             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci"]

@@ -30,8 +30,11 @@ def parser(program: str, description: str, epilog: str | None = None) -> Parser:
 
 
 def add_target_options(parser: argparse.ArgumentParser, title: str = "database target",
-                       prefix: str = "") -> None:
-    """--type, --host, ... (with prefix: --scratch-type, --scratch-host, ...)."""
+                       prefix: str = "", nextcloud: bool = True) -> None:
+    """--type, --host, ... (with prefix: --scratch-type, --scratch-host, ...).
+
+    --nextcloud/--php only without prefix, and not for the Nextcloud hooks,
+    which take the installation as their argument."""
     group = parser.add_argument_group(title, "Command-line values override --config/--profile.")
     opt = lambda name: f"--{prefix}{name}"  # noqa: E731
     dest = lambda name: f"{prefix}{name}".replace("-", "_")  # noqa: E731
@@ -52,12 +55,20 @@ def add_target_options(parser: argparse.ArgumentParser, title: str = "database t
                        help="INI file with a [database] section holding these keys (+ password=)")
     group.add_argument(opt("profile"), dest=dest("profile"), metavar="NAME",
                        help="use /etc/dbpipe/NAME.conf (directory from $DBPIPE_CONFIG_DIR)")
+    if not prefix and nextcloud:
+        group.add_argument("--nextcloud", metavar="DIR",
+                           help="take the target from the Nextcloud installation in DIR (its merged "
+                                "config, read with PHP as the owner of config/config.php)")
+        group.add_argument("--php", metavar="PATH", help="PHP CLI for --nextcloud (default: php)")
 
 
 def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: bool = False,
-                     base: Target | None = None) -> Target:
+                     base: Target | None = None, database_optional: bool = False) -> Target:
     """Layer: base (e.g. a Nextcloud installation), profile, config file, flags."""
-    value = lambda name: getattr(args, f"{prefix}{name}", None)  # noqa: E731
+    value = lambda name: getattr(args, f"{prefix}{name}".replace("-", "_"), None)  # noqa: E731
+    if base is None and value("nextcloud"):
+        from .nextcloud.config import discover_target  # only --nextcloud needs PHP and occ
+        base = discover_target(value("nextcloud"), php=value("php"))
     target = base or Target()
     for path in (profile_path(value("profile")) if value("profile") else None, value("config")):
         if path:
@@ -69,7 +80,7 @@ def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: 
         password=read_password_file(value("password_file")) if value("password_file") else None,
     )
     register_secret(target.password)
-    return finish(target, all_databases=all_databases)
+    return finish(target, all_databases=all_databases, database_optional=database_optional)
 
 
 def run(program: str, main: Callable[[Sequence[str]], int | None],

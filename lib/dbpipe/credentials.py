@@ -61,6 +61,28 @@ def mysql_option_fd(password: str | None):
                     os.close(fd)
 
 
+@contextlib.contextmanager
+def mysql_option_memfd(password: str | None):
+    """Like mysql_option_fd, for tools that read their option files more than once.
+
+    mariabackup loads the defaults twice (server groups, then client groups),
+    so a pipe arrives empty the second time.  An anonymous memory file opened
+    through /dev/fd/N starts at offset 0 on every open and never touches the
+    disk; mode 0400 because MySQL tools ignore world-writable option files.
+    """
+    if password is None:
+        yield None
+        return
+    fd = os.memfd_create("dbpipe-options", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, f"[client]\npassword={_mysql_quote(password)}\n".encode())
+        os.fchmod(fd, 0o400)
+        os.set_inheritable(fd, True)
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def mysql_option_args(defaults_file: str | None, option_fd: int | None) -> list[str]:
     """The leading options that must come first on a MySQL tool's argv."""
     return (

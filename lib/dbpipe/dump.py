@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import socket
 import subprocess
-import tempfile
 import time
 
 from .engines import get_engine
-from .errors import CantCreateError, DataError
+from .errors import DataError
+from .files import atomic_write
 from .log import BareosJob, Progress, human_bytes, log
 from .process import Child
 from .stream import Header, StreamWriter, Trailer
@@ -64,21 +63,10 @@ def dump_to_file(target: Target, path: str, scope: str = "database",
                  job: BareosJob | None = None) -> Trailer:
     """Dump into a 0600 file that appears atomically and only once its trailer
     has been read back and verified; a failed dump leaves no file behind."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    except OSError as exc:
-        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w+b", buffering=0) as handle:
-            trailer = dump(target, handle.fileno(), scope, job)
-            handle.seek(0)
-            verify(handle.fileno(), path)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+    with atomic_write(path) as handle:
+        trailer = dump(target, handle.fileno(), scope, job)
+        handle.seek(0)
+        verify(handle.fileno(), path)
     log.info("dump written to %s", path)
     return trailer
 

@@ -26,7 +26,6 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-import sh
 
 from .errors import Cancelled, UnavailableError
 from .log import log
@@ -102,19 +101,23 @@ class Child:
         self.label = label or os.path.basename(argv[0])
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         log.debug("starting %s", " ".join(argv))
-        try:
-            self.proc = subprocess.Popen(
-                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                env=child_environment(env_extra), pass_fds=tuple(pass_fds),
-                start_new_session=True, cwd=cwd or "/",
-                **(run_as.popen_kwargs() if run_as else {}),
-            )
-        except FileNotFoundError:
-            raise UnavailableError(f"{argv[0]} not found") from None
-        except PermissionError as exc:
-            raise UnavailableError(f"cannot run {argv[0]}: {exc.strerror}") from None
-        self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._drainer.start()
+        with _starting_child():
+            try:
+                self.proc = subprocess.Popen(
+                    argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                    env=child_environment(env_extra), pass_fds=tuple(pass_fds),
+                    start_new_session=True, cwd=cwd or "/",
+                    **(run_as.popen_kwargs() if run_as else {}),
+                )
+            except FileNotFoundError:
+                raise UnavailableError(f"{argv[0]} not found") from None
+            except PermissionError as exc:
+                raise UnavailableError(f"cannot run {argv[0]}: {exc.strerror}") from None
+            self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
+            self._drainer.start()
+        if _held:
+            self.kill()
+            _raise_held()
 
     def _drain_stderr(self) -> None:
         for raw in self.proc.stderr:
@@ -194,6 +197,8 @@ def run(argv, *, input: str | bytes | None = None, timeout: float | None = None,
     Never raises for a non-zero exit: the caller decides what a code means.
     A timeout kills the command's process group and raises UnavailableError.
     """
+    import sh  # here, not at the top: it pulls in asyncio and costs every command ~50 ms
+
     try:
         command = sh.Command(argv[0])
     except sh.CommandNotFound:
@@ -204,14 +209,18 @@ def run(argv, *, input: str | bytes | None = None, timeout: float | None = None,
         _decode_errors="replace", _pass_fds=set(pass_fds),
         _uid=run_as.uid if run_as else None, _timeout=timeout,
     )
-    running = command(*argv[1:], **options)
+    with _starting_child():
+        running = command(*argv[1:], **options)
     try:
+        _raise_held()
         running.wait()  # not wait(timeout): that variant returns before all output is read
     except sh.TimeoutException:
         _kill_group(running.pid)
         raise UnavailableError(f"{os.path.basename(argv[0])} timed out after {timeout:g} s") from None
-    except BaseException:
-        _kill_group(running.pid)
+    except BaseException:  # e.g. Cancelled: kill, and reap - an unreaped command keeps
+        _kill_group(running.pid)  # sh's timeout thread, and so us, alive until the timeout
+        with contextlib.suppress(Exception):
+            running.wait()
         raise
     return Completed(tuple(argv), running.exit_code, _text(running.stdout), _text(running.stderr))
 
@@ -223,6 +232,30 @@ def _kill_group(pid: int) -> None:
 
 def _text(data) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
+
+
+_starting: list[bool] = []  # non-empty while a child is being started
+_held: list[int] = []       # a cancel signal that arrived meanwhile
+
+
+@contextlib.contextmanager
+def _starting_child():
+    """Hold back a cancel signal while a child is being started: raised in the
+    middle of that, it would leave the child running (or unreaped) with no
+    handle to kill it.  The starter raises it once it can clean up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only ever interrupt the main thread
+        return
+    _starting.append(True)
+    try:
+        yield
+    finally:
+        _starting.pop()
+
+
+def _raise_held() -> None:
+    if _held:
+        raise Cancelled(_held.pop())
 
 
 @contextlib.contextmanager
@@ -237,6 +270,9 @@ def cancellable():
     def handler(signum, _frame):
         if not fired:
             fired.append(signum)
+            if _starting:
+                _held.append(signum)
+                return
             raise Cancelled(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}

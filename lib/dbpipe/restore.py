@@ -8,14 +8,13 @@ the live database is not touched.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 
 from .engines import RestoreOptions, get_engine
-from .errors import Cancelled, CantCreateError, DataError, IOFailure, NoInputError
+from .errors import Cancelled, DataError, IOFailure, NoInputError
+from .files import atomic_write
 from .log import BareosJob, human_bytes, log
 from .stream import Header, Trailer, write_all
 from .target import Target
@@ -70,6 +69,8 @@ def restore(target: Target, in_fd: int, options: RestoreOptions,
     started = time.monotonic()
     try:
         if pump.header() is None:
+            if pump.verifier.total_bytes:  # cut off inside the header line: damaged, not empty
+                raise DataError("truncated stream: no complete dbpipe header")
             raise NoInputError("empty input: no stream to restore")
         if destination is not None:
             trailer = write_file(pump, destination)
@@ -103,37 +104,12 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
 def write_file(pump: Pump, destination: FileDestination) -> Trailer:
     """Store the verified stream as a 0600 file, atomically, never half-written."""
     path = destination.resolve(pump.header())
-    if os.path.exists(path) and not destination.overwrite:
-        raise CantCreateError(f"{path} exists; use --force to overwrite it")
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    except OSError as exc:
-        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as handle:
-            trailer = pump.run(lambda data: write_all(handle.fileno(), data))
-            if pump.sink_error is not None:
-                raise IOFailure(f"cannot write {path}: {pump.sink_error.strerror}")
-            write_all(handle.fileno(), pump.verifier.trailer_bytes)
-            os.fsync(handle.fileno())
-        _publish(temporary, path, destination.overwrite)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+    with atomic_write(path, destination.overwrite) as handle:
+        trailer = pump.run(lambda data: write_all(handle.fileno(), data))
+        if pump.sink_error is not None:
+            raise IOFailure(f"cannot write {path}: {pump.sink_error.strerror}")
+        write_all(handle.fileno(), pump.verifier.trailer_bytes)
     log.info("verified stream written to %s (%s, sha256 %s)", path, human_bytes(trailer.bytes),
              trailer.sha256)
     return trailer
 
-
-def _publish(temporary: str, path: str, overwrite: bool) -> None:
-    try:
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            os.link(temporary, path)  # fails if path appeared meanwhile
-    except FileExistsError:
-        raise CantCreateError(f"{path} exists; use --force to overwrite it") from None
-    except OSError as exc:
-        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None

@@ -7,13 +7,16 @@
     -- ...
     -- bytes: 123456
     -- sha256: <hex>
+    -- trailer-sha256: <hex of the trailer lines above>
     -- dbpipe-trailer-end
 
 Everything is SQL comments around the tool's output, so the stock client still
 loads the stream by hand.  ``bytes`` and ``sha256`` cover the payload: every
-byte before the trailer, header line included.  The reader writes the trailer
-only after the dump tool succeeded, so a stream without a valid trailer is by
-definition incomplete.  Values are percent-encoded: a database name cannot
+byte before the trailer, header line included.  ``trailer-sha256`` covers the
+trailer lines above it, so no byte of a stored stream can change unnoticed
+(not even the creation time).  The reader writes the trailer only after the
+dump tool succeeded, so a stream without a valid trailer is by definition
+incomplete.  Values are percent-encoded: a database name cannot
 break a line.
 """
 
@@ -30,6 +33,7 @@ FORMAT_VERSION = "1"
 HEADER_PREFIX = b"-- dbpipe-stream "
 TRAILER_START = b"-- dbpipe-trailer " + FORMAT_VERSION.encode() + b"\n"
 TRAILER_END = b"-- dbpipe-trailer-end\n"
+TRAILER_SUM = b"-- trailer-sha256: "
 MAX_TRAILER = 8192
 MAX_HEADER = 4096
 SCOPES = ("database", "all")
@@ -92,8 +96,8 @@ class Trailer:
         for key, value in list(known.items()) + sorted(self.extra.items()):
             lines.append(f"-- {key}: {_enc(value)}\n".encode())
         lines.append(f"-- bytes: {self.bytes}\n-- sha256: {self.sha256}\n".encode())
-        lines.append(TRAILER_END)
-        return b"".join(lines)
+        summed = b"".join(lines)
+        return summed + _trailer_sum(summed) + TRAILER_END
 
     @classmethod
     def decode(cls, data: bytes) -> "Trailer":
@@ -101,7 +105,12 @@ class Trailer:
             raise DataError("incomplete stream: the trailer is cut off (the backup was truncated)")
         if not data.startswith(TRAILER_START):
             raise DataError("malformed trailer")
-        body = data[len(TRAILER_START):-len(TRAILER_END)]
+        summed_end = data.rfind(b"\n" + TRAILER_SUM) + 1
+        if summed_end <= 0:
+            raise DataError("malformed trailer")
+        if data[summed_end:-len(TRAILER_END)] != _trailer_sum(data[:summed_end]):
+            raise DataError("trailer checksum mismatch: the trailer is corrupted")
+        body = data[len(TRAILER_START):summed_end]
         values = {}
         try:
             for line in body.decode("ascii").splitlines():
@@ -118,6 +127,11 @@ class Trailer:
 
     def header(self) -> Header:
         return Header(self.engine, self.scope, self.database)
+
+
+def _trailer_sum(summed: bytes) -> bytes:
+    """The trailer's last line: SHA-256 of the trailer lines before it."""
+    return TRAILER_SUM + hashlib.sha256(summed).hexdigest().encode() + b"\n"
 
 
 def write_all(fd: int, data) -> None:
@@ -181,6 +195,14 @@ class StreamVerifier:
 
     def feed(self, chunk) -> bytes:
         self.total_bytes += len(chunk)
+        if self.header is not None and len(chunk) > MAX_TRAILER:
+            # the usual 1 MiB read: all but its last MAX_TRAILER bytes are payload.
+            # One copy and no resizing of a large bytearray (appending to and cutting
+            # from one cost more system time than SHA-256 costs CPU: bench/)
+            cut = len(chunk) - MAX_TRAILER
+            out = bytes(self._held) + chunk[:cut]
+            self._held = bytearray(chunk[cut:])
+            return self._payload(out)
         self._held += chunk
         if self.header is None:
             self._parse_header()
@@ -190,6 +212,9 @@ class StreamVerifier:
         with memoryview(self._held) as view:
             out = bytes(view[:cut])  # one copy; a bytearray slice would make two
         del self._held[:cut]
+        return self._payload(out)
+
+    def _payload(self, out: bytes) -> bytes:
         self.sha.update(out)
         self.payload_bytes += len(out)
         return out

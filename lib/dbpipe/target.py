@@ -38,6 +38,7 @@ class Target:
     password: str | None = field(default=None, repr=False)
     defaults_file: str | None = None
     charset: str | None = None
+    table_prefix: str | None = None   # Nextcloud's dbtableprefix, carried for checks and reports
 
     def merged(self, **overrides) -> "Target":
         """A copy where every override that is not None replaces our value."""
@@ -124,8 +125,11 @@ def parse_port(value, origin: str = "--port") -> int:
     return port
 
 
-def finish(target: Target, all_databases: bool = False) -> Target:
-    """Check that the target names everything an engine needs."""
+def finish(target: Target, all_databases: bool = False, database_optional: bool = False) -> Target:
+    """Check that the target names everything an engine needs.
+
+    database_optional: a server target may leave the database to the input
+    (a restore takes it from the stream; an all-databases stream needs none)."""
     if target.type not in ENGINE_TYPES:
         raise UsageError(
             f"database type {target.type!r} is not supported; use --type with one of "
@@ -135,7 +139,7 @@ def finish(target: Target, all_databases: bool = False) -> Target:
         )
     if target.type == "sqlite" and all_databases:
         raise UsageError("--all-databases does not apply to sqlite")
-    if not target.database and not all_databases:
+    if not target.database and not all_databases and not (database_optional and target.type != "sqlite"):
         raise UsageError("no database given: use --database (for sqlite: the database file)")
     if target.type == "sqlite":
         return target.merged(database=os.path.abspath(target.database))

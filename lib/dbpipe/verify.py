@@ -48,6 +48,8 @@ def test_restore(in_fd: int, label: str, target: Target) -> Report:
     pump = Pump(in_fd, label, observer=counter)
     header = pump.header()
     if header is None:
+        if pump.verifier.total_bytes:  # cut off inside the header line: damaged, not empty
+            raise DataError("truncated stream: no complete dbpipe header")
         raise NoInputError("empty input: no stream to verify")
     if header.scope != "database":
         raise DataError("--test-restore supports single-database streams only")

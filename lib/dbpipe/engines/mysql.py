@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 import time
 
-import pymysql
 
 from ..credentials import mysql_option_args, mysql_option_fd, private_directory
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
@@ -85,7 +84,8 @@ class MysqlEngine(Engine):
                 + ["--single-transaction", "--quick", "--routines", "--triggers", "--events",
                    "--hex-blob", "--no-tablespaces", "--max-allowed-packet=1G",
                    f"--default-character-set={target.charset or 'utf8mb4'}"]
-                + (["--all-databases"] if scope == "all" else ["--", target.database])
+                # a cluster restore drops and recreates each dumped database: no stale tables
+                + (["--all-databases", "--add-drop-database"] if scope == "all" else ["--", target.database])
             )
             yield DumpCommand(argv, pass_fds=(fd,) if fd is not None else ())
 
@@ -99,6 +99,8 @@ class MysqlEngine(Engine):
     # --- control connection -----------------------------------------------
     @contextlib.contextmanager
     def connect(self, target: Target, database: str | None = None):
+        import pymysql  # here: with cryptography it costs ~40 ms of every start; dumps never connect
+
         socket = target.socket
         if not (socket or target.port or target.defaults_file) and target.host in (None, "localhost"):
             socket = next((path for path in DEFAULT_SOCKETS if os.path.exists(path)), None)
@@ -167,6 +169,7 @@ class MysqlEngine(Engine):
             _spool(pump, spool)
             safety = os.path.join(directory, "previous.sql")
             if _database_exists(conn, target.database):
+                _require_recreatable(conn, target.database)
                 self._dump_to_file(target, safety)
             else:
                 _create_database(conn, target.database, like=None)
@@ -231,7 +234,7 @@ class MysqlEngine(Engine):
             return counts
 
 
-def mysql_error(exc: pymysql.err.MySQLError, context: str) -> DbpipeError:
+def mysql_error(exc: Exception, context: str) -> DbpipeError:  # a pymysql MySQLError
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     message = f"{context}: {exc.args[1] if len(exc.args) > 1 else exc}"
     if code in ACCESS_DENIED:
@@ -244,6 +247,8 @@ def mysql_error(exc: pymysql.err.MySQLError, context: str) -> DbpipeError:
 
 
 def _execute(conn, sql: str, args=None, context: str = ""):
+    import pymysql
+
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
@@ -298,6 +303,39 @@ def _objects(conn, schema: str) -> list[tuple[str, str]]:
     events = _execute(conn, "SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS "
                       "WHERE EVENT_SCHEMA=%s", (schema,))
     return list(views) + list(tables) + list(routines) + list(events)
+
+
+# Views, triggers, routines and events defined by another account, unless ours
+# may name any definer (SUPER / SET USER).  GRANTEE reads 'user'@'host'.
+FOREIGN_DEFINERS = (
+    "SELECT CONCAT(kind, ' ', name, ' (definer ', definer, ')') FROM ("
+    " SELECT 'view' AS kind, TABLE_NAME AS name, DEFINER AS definer"
+    "  FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s"
+    " UNION ALL SELECT 'trigger', TRIGGER_NAME, DEFINER"
+    "  FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
+    " UNION ALL SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME, DEFINER"
+    "  FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s"
+    " UNION ALL SELECT 'event', EVENT_NAME, DEFINER"
+    "  FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s) AS objects "
+    "WHERE definer <> CURRENT_USER() AND NOT EXISTS ("
+    " SELECT 1 FROM information_schema.USER_PRIVILEGES"
+    " WHERE GRANTEE = CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39), '@',"
+    "                        CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39))"
+    "   AND PRIVILEGE_TYPE IN ('SUPER', 'SET USER', 'SET_USER_ID'))"
+)
+
+
+def _require_recreatable(conn, schema: str) -> None:
+    """Replace mode drops everything and, if the load fails, reloads the safety
+    dump.  Objects defined by another account cannot be recreated without
+    SUPER/SET USER, so that reload would fail too: refuse before dropping."""
+    foreign = _execute(conn, FOREIGN_DEFINERS, (schema,) * 4, context="cannot list definers")
+    if foreign:
+        names = ", ".join(row[0] for row in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise PermissionDenied(
+            f"--mode replace could not put back {names}: defined by another account, and this one "
+            "lacks the SUPER or SET USER privilege; nothing was changed (use an account that may "
+            "create databases, or recreate these objects as this account)")
 
 
 def _spool(pump: Pump, path: str) -> Trailer:
@@ -375,6 +413,8 @@ class Swap:
 
     def _show(self, schema: str, kind: str, name: str) -> tuple:
         """(kind, name, sql_mode, CREATE statement) as the server prints it."""
+        import pymysql
+
         self.conn.select_db(schema)  # unqualified names in the statement
         with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
             cur.execute(f"SHOW CREATE {kind} {quote(name)}")

@@ -175,7 +175,9 @@ class PgsqlEngine(Engine):
     def dump_command(self, target: Target, scope: str):
         with pgpass_environment(target.password) as env:
             if scope == "all":
-                argv = [_tool("pg_dumpall"), *connection_args(target)]
+                # --clean: a cluster restore drops and recreates each database (the errors
+                # this causes for existing roles are the HARMLESS_CLUSTER_ERRORS)
+                argv = [_tool("pg_dumpall"), *connection_args(target), "--clean", "--if-exists"]
             else:
                 argv = [_tool("pg_dump"), *connection_args(target), "--format=plain",
                         f"--dbname={conninfo(target.database)}"]

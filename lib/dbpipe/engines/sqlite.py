@@ -17,6 +17,7 @@ import urllib.parse
 
 from ..credentials import private_directory
 from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
+from ..files import fsync_directory
 from ..log import log
 from ..process import RunAs, find_tool, run
 from ..stream import Trailer
@@ -95,7 +96,7 @@ class SqliteEngine(Engine):
     def _keep_previous(self, path: str, owner: RunAs | None) -> str:
         """A consistent copy of the current database (WAL content included)."""
         kept = f"{path}.dbpipe-old-{time.strftime('%Y%m%dT%H%M%S')}"
-        self._sql(path, f".backup '{kept.replace(chr(39), chr(39) * 2)}'", owner, readonly=True)
+        self._sql(path, f".backup {_dot_command_quote(kept)}", owner, readonly=True)
         return kept
 
     def _sql(self, path: str, statement: str, owner: RunAs | None, readonly=False) -> str:
@@ -129,6 +130,12 @@ class SqliteEngine(Engine):
                     .fetchone()[0] for name in names}
 
 
+def _dot_command_quote(value: str) -> str:
+    """An argument for a sqlite3 shell dot-command: in double quotes, where the
+    shell resolves backslash escapes (single quotes have no escape at all)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @contextlib.contextmanager
 def _new_file_beside(path: str, owner: RunAs | None, mode: int):
     """An empty file in the target's directory (same filesystem: rename is atomic)."""
@@ -155,8 +162,4 @@ def _swap_in(new: str, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path + suffix)
     os.replace(new, path)
-    directory = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(os.path.dirname(path))

@@ -1,0 +1,74 @@
+"""Files that appear all at once or not at all.
+
+Dumps, restored streams, state records and exported items are written to a
+0600 temporary file beside their final name (same filesystem), synced, and
+only then renamed into place - or linked, where an existing file must never be
+replaced.  A failure or a cancel removes the temporary file; readers never see
+half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Iterator
+
+from .errors import CantCreateError
+
+
+@contextlib.contextmanager
+def temporary_beside(directory: str, prefix: str) -> Iterator[tuple[object, str]]:
+    """(binary handle, path) of a new 0600 file in directory, removed on exit
+    unless the caller moved it away."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=prefix)
+    except OSError as exc:
+        raise CantCreateError(f"cannot create a file in {directory}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w+b", buffering=0) as handle:
+            yield handle, temporary
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, overwrite: bool = True) -> Iterator[object]:
+    """A binary handle whose content becomes `path` when the block succeeds.
+
+    overwrite=False never replaces an existing file, not even one that
+    appeared while we were writing."""
+    if not overwrite and os.path.exists(path):
+        raise CantCreateError(f"{path} exists; use --force to overwrite it")
+    directory, name = os.path.split(os.path.abspath(path))
+    with temporary_beside(directory, f".{name}.") as (handle, temporary):
+        try:
+            yield handle
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            raise CantCreateError(f"cannot write {path}: {exc.strerror}") from None
+        publish(temporary, path, overwrite)
+
+
+def publish(temporary: str, path: str, overwrite: bool) -> None:
+    """Move a finished file into place and make the new name durable."""
+    try:
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+    except FileExistsError:
+        raise CantCreateError(f"{path} exists; use --force to overwrite it") from None
+    except OSError as exc:
+        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

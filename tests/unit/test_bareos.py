@@ -1,0 +1,103 @@
+"""Bareos integration pieces that need no daemon: where a restore goes
+(%w / $BareosWhere, %r / $BareosReplace), how Bareos splits a plugin string
+into argv, the job tag in log lines, and the exit code table."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbpipe.errors import EXIT_CODE_TABLE, Cancelled, ExitCode
+from dbpipe.log import BareosJob
+from dbpipe.restore import FileDestination, bareos_destination
+from dbpipe.stream import Header
+
+from ..helpers import bareos_argv
+
+NO_ENV = BareosJob()
+
+
+@pytest.mark.parametrize("where_arg, job", [
+    (None, NO_ENV),                                   # not run by Bareos: live restore
+    ("/", NO_ENV),                                    # Bareos <= 25, where=/ expanded
+    ("//", NO_ENV),
+    ("%w", NO_ENV),                                   # Bareos 26 passes %w literally
+    ("", NO_ENV),
+    ("/tmp/bareos-restores", BareosJob(where="")),   # env wins; empty where: in place
+    ("/tmp/x", BareosJob(where="/")),
+])
+def test_live_restore(where_arg, job):
+    assert bareos_destination(where_arg, job, None) is None
+
+
+@pytest.mark.parametrize("where_arg, job, where", [
+    ("/tmp/bareos-restores", NO_ENV, "/tmp/bareos-restores"),
+    (None, BareosJob(where="/tmp/bareos-restores"), "/tmp/bareos-restores"),
+    ("%w", BareosJob(where="/srv/r"), "/srv/r"),
+    ("/ignored", BareosJob(where="/srv/r"), "/srv/r"),
+])
+def test_where_other_than_root_writes_a_file(where_arg, job, where):
+    destination = bareos_destination(where_arg, job, None)
+    assert destination == FileDestination(None, True, where)
+
+
+@pytest.mark.parametrize("replace_arg, job, overwrite", [
+    (None, BareosJob(where="/r"), True),               # default: always
+    ("a", BareosJob(where="/r"), True),
+    ("w", BareosJob(where="/r"), True),
+    ("o", BareosJob(where="/r"), True),
+    ("n", BareosJob(where="/r"), False),
+    ("%r", BareosJob(where="/r"), True),               # unexpanded: default
+    ("a", BareosJob(where="/r", replace="n"), False),  # env wins over the argument
+    (None, BareosJob(where="/r", replace=" n "), False),
+])
+def test_replace_code_decides_about_overwriting(replace_arg, job, overwrite):
+    assert bareos_destination(None, job, None, replace_arg).overwrite is overwrite
+
+
+def test_file_destination_names():
+    header = Header("mysql", "database", "nextcloud")
+    assert FileDestination(None, where="/tmp/r").resolve(header) == "/tmp/r/dbpipe/mysql-nextcloud.sql"
+    assert FileDestination("/var/lib/bpipe/nc.sql", where="/tmp/r").resolve(header) == \
+        "/tmp/r/var/lib/bpipe/nc.sql"
+    assert FileDestination("/srv/out.sql").resolve(header) == "/srv/out.sql"
+    sqlite = Header("sqlite", "database", "/srv/nextcloud/data/owncloud.db")
+    assert FileDestination(None, where="/r").resolve(sqlite) == "/r/dbpipe/sqlite-owncloud.db.sql"
+    assert FileDestination(None, where="/r").resolve(Header("pgsql", "all", "")) == "/r/dbpipe/pgsql-all.sql"
+
+
+# --- Bareos' BuildArgcArgv (the test helper every CLI test relies on) --------------------
+
+@pytest.mark.parametrize("command, argv", [
+    ("dbpipe-dump --profile nextcloud", ["dbpipe-dump", "--profile", "nextcloud"]),
+    ("  \tdbpipe-dump   --profile  nc ", ["dbpipe-dump", "--profile", "nc"]),
+    ("sh -c 'cat >/x'", ["sh", "-c", "cat >/x"]),
+    ('a "b c" d', ["a", "b c", "d"]),
+    ("--password='a b'", ["--password='a", "b'"]),       # a quote inside a token is literal
+    ("a\tb c", ["a\tb", "c"]),                            # only spaces split
+    ("dbpipe-restore --where %w --replace %r", ["dbpipe-restore", "--where", "%w", "--replace", "%r"]),
+    ("'unterminated arg", ["unterminated arg"]),
+    ("", []),
+])
+def test_bareos_argv_split(command, argv):
+    assert bareos_argv(command) == argv
+
+
+# --- job tag and exit codes ----------------------------------------------------------------
+
+def test_bareos_job_from_environment():
+    job = BareosJob.from_environ({"BareosJobId": "656", "BareosJobLevel": " ", "BareosJobType": "R",
+                                  "BareosWhere": "/tmp/bareos-restores", "BareosReplace": "a"})
+    assert job == BareosJob("656", "", "R", "/tmp/bareos-restores", "a")
+    assert job.label() == "Bareos job 656, type R"
+    assert BareosJob.from_environ({}).label() == "" and BareosJob.from_environ({}).where is None
+    assert BareosJob("7", "F", "B").label() == "Bareos job 7, level F, type B"
+
+
+def test_exit_codes_are_sysexits_below_200_and_documented():
+    assert {code: int(code) for code in ExitCode} == {
+        ExitCode.OK: 0, ExitCode.USAGE: 64, ExitCode.DATAERR: 65, ExitCode.NOINPUT: 66,
+        ExitCode.UNAVAILABLE: 69, ExitCode.SOFTWARE: 70, ExitCode.CANTCREAT: 73, ExitCode.IOERR: 74,
+        ExitCode.TEMPFAIL: 75, ExitCode.NOPERM: 77, ExitCode.CONFIG: 78}
+    assert [code for code, _ in EXIT_CODE_TABLE] == list(ExitCode)
+    assert Cancelled(15).code == 143 and Cancelled(2).code == 130 and Cancelled(1).code == 129
+    assert str(Cancelled(15)) == "cancelled by SIGTERM"
