@@ -1,0 +1,68 @@
+"""A deadline for a whole hook, and a shield for putting things back.
+
+Bareos has no timeout for RunScripts: a hook that hangs keeps Nextcloud in
+maintenance mode for as long as it hangs.  The deadline turns SIGALRM into an
+exception at any point, like cli.run() does with SIGTERM; the cleanup that
+follows must not itself be interrupted, so it runs shielded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+from ..errors import Cancelled, UnavailableError
+from ..log import log
+from ..process import CANCEL_SIGNALS
+
+
+class HookTimeout(UnavailableError):
+    """The hook ran longer than --timeout (exit 69)."""
+
+
+class Deadline:
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds or 0
+        self._previous = None
+
+    def _fire(self, _signum, _frame):
+        self.disarm()
+        raise HookTimeout(f"timed out after {self.seconds:g} s (--timeout)")
+
+    def disarm(self) -> None:
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def __enter__(self):
+        if self.seconds:
+            self._previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        self.disarm()
+        if self.seconds:
+            signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def shielded(reraise: bool = True):
+    """Defer SIGTERM/SIGINT/SIGHUP (and ignore SIGALRM) while the body runs.
+
+    With reraise, a signal that arrived becomes Cancelled once the body is
+    done; without (cleanup on an error path), the original error wins.
+    """
+    received: list[int] = []
+    sigs = (*CANCEL_SIGNALS, signal.SIGALRM)
+    previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if received:
+            log.info("%s arrived while restoring the previous state; finished that first",
+                     signal.Signals(received[0]).name)
+    cancels = [s for s in received if s != signal.SIGALRM]
+    if reraise and cancels:
+        raise Cancelled(cancels[0])

@@ -1,0 +1,80 @@
+"""Maintenance mode through occ: switch, confirm, settle, and the marker.
+
+occ's --on/--off exit 0 whether or not anything changed, so the state is
+always read from `occ status` first.  When we switch maintenance on we also
+set the system value `dbpipe.maintenance`: config.php is rewritten anyway,
+and a copy of config/ taken during the backup then says "this maintenance
+mode was ours", which the after-restore hook needs to tell it from an
+admin's.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import ConfigError, UnavailableError
+from .occ import Occ, Status
+from .report import Report
+
+MARKER = "dbpipe.maintenance"
+DEFAULT_SETTLE = 10.0
+DEFAULT_WAIT = 60.0
+POLL_INTERVAL = 0.5
+
+
+def on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+class Maintenance:
+    def __init__(self, occ: Occ, report: Report, wait_timeout: float = DEFAULT_WAIT,
+                 settle: float = DEFAULT_SETTLE):
+        self.occ, self.report = occ, report
+        self.wait_timeout, self.settle_time = wait_timeout, settle
+
+    def status(self) -> Status:
+        status = self.occ.status()
+        if not status.installed:
+            raise ConfigError(f"Nextcloud in {self.occ.installation.root} is not installed")
+        return status
+
+    def marker_present(self) -> bool:
+        return MARKER in self.occ.system_config()
+
+    def switch_on(self) -> None:
+        """On, marked as ours, confirmed by occ status, then the settle time."""
+        self.occ.run("config:system:set", MARKER, "--value=true", "--type=boolean")
+        self.occ.run("maintenance:mode", "--on")
+        self.wait_for(True)
+        self.report.step("maintenance mode: on (confirmed by occ status)")
+        self.settle()
+
+    def switch_off(self) -> None:
+        """Off and unmarked; harmless when it already is."""
+        if self.status().maintenance:
+            self.occ.run("maintenance:mode", "--off")
+            self.wait_for(False)
+            self.report.step("maintenance mode: off")
+        else:
+            self.report.step("maintenance mode: already off")
+        self.remove_marker()
+
+    def remove_marker(self) -> None:
+        if self.marker_present():
+            self.occ.run("config:system:delete", MARKER)
+
+    def wait_for(self, wanted: bool) -> Status:
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            status = self.status()
+            if status.maintenance == wanted:
+                return status
+            if time.monotonic() >= deadline:
+                raise UnavailableError(f"occ status still reports maintenance "
+                                       f"{on_off(not wanted)} after {self.wait_timeout:g} s")
+            time.sleep(POLL_INTERVAL)
+
+    def settle(self) -> None:
+        if self.settle_time > 0:
+            self.report.step(f"waiting {self.settle_time:g} s for running requests and cron jobs")
+            time.sleep(self.settle_time)

@@ -1,0 +1,111 @@
+"""Running `php occ ...` as the owner of config.php, with a timeout, and
+turning its failures into one line carrying occ's own message."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from ..errors import DbpipeError, PermissionDenied, UnavailableError
+from ..log import log
+from ..process import Completed, run
+from .installation import Installation, php_environment
+
+DEFAULT_TIMEOUT = 300.0
+# never prompt in a job; keep global warnings out of the JSON we parse
+GLOBAL_OPTIONS = ("--no-interaction", "--no-warnings")
+_SYMFONY_HEADER = re.compile(r"^In \S+ line \d+:$")
+_PHP_NOISE = re.compile(r"^(PHP )?(Warning|Deprecated|Notice):", re.IGNORECASE)
+_OWNER_REFUSAL = "has to be executed with the user that owns"
+
+
+class OccError(UnavailableError):
+    """occ ran but reported a failure (exit 69)."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """What `occ status --output=json` reports."""
+
+    installed: bool
+    version: str
+    maintenance: bool
+    needs_db_upgrade: bool
+
+    def describe(self) -> str:
+        return (f"version {self.version or '?'}, maintenance {'on' if self.maintenance else 'off'}"
+                + (", needs occ upgrade" if self.needs_db_upgrade else ""))
+
+
+@dataclass(frozen=True)
+class Occ:
+    installation: Installation
+    timeout: float = DEFAULT_TIMEOUT
+
+    def run(self, command: str, *args: str) -> Completed:
+        """Run one occ command; a non-zero exit raises with occ's own message."""
+        inst = self.installation
+        label = f"{command} {args[0]}" if args[:1] in (("--on",), ("--off",)) else command
+        argv = [inst.php, "occ", command, *GLOBAL_OPTIONS, *args]
+        try:
+            result = run(argv, timeout=self.timeout, env_extra=php_environment(),
+                         run_as=inst.run_as(), cwd=inst.root)
+        except UnavailableError as exc:
+            raise OccError(f"occ {label}: {exc}") from None
+        log.debug("occ %s exited %d", command, result.code)
+        if result.code != 0:
+            raise occ_failure(label, result)
+        return result
+
+    def json(self, command: str, *args: str) -> dict:
+        result = self.run(command, *args, "--output=json")
+        return parse_json(result.stdout, f"occ {command}")
+
+    def status(self) -> Status:
+        data = self.json("status")
+        return Status(bool(data.get("installed")), str(data.get("version") or ""),
+                      bool(data.get("maintenance")), bool(data.get("needsDbUpgrade")))
+
+    def system_config(self, private: bool = False) -> dict:
+        """config:list system: the merged files, with NC_* overrides applied."""
+        data = self.json("config:list", "system", *(["--private"] if private else []))
+        system = data.get("system")
+        if not isinstance(system, dict):
+            raise OccError("occ config:list printed no system section")
+        return system
+
+
+def occ_failure(label: str, result: Completed) -> DbpipeError:
+    message = occ_message(result.stdout + "\n" + result.stderr)
+    error = PermissionDenied if _OWNER_REFUSAL in message else OccError
+    return error(f"occ {label} failed (exit {result.code}): {message or 'no message'}")
+
+
+def occ_message(output: str) -> str:
+    """The line that says what went wrong.
+
+    Symfony prints 'In File.php line N:' and then the message, indented and
+    boxed; the console's own refusals come as plain first lines.
+    """
+    lines = [line.strip() for line in output.splitlines()]
+    for index, line in enumerate(lines):
+        if _SYMFONY_HEADER.match(line):
+            following = [ln for ln in lines[index + 1:] if ln]
+            if following:
+                return following[0]
+    meaningful = [ln for ln in lines if ln and not _PHP_NOISE.match(ln)]
+    return (meaningful or [ln for ln in lines if ln] or [""])[0]
+
+
+def parse_json(output: str, what: str) -> dict:
+    """The first JSON object in output (older versions print warnings first)."""
+    start = output.find("{")
+    try:
+        data, _ = json.JSONDecoder().raw_decode(output[start:]) if start >= 0 else (None, 0)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        first = next((ln.strip() for ln in output.splitlines() if ln.strip()), "nothing")
+        raise OccError(f"{what} printed no JSON object: {first[:100]}")
+    return data

@@ -1,0 +1,108 @@
+"""What a hook changed, kept on disk until it is undone, and the lock that
+keeps two hooks of the same installation from interleaving.
+
+The before hook writes the record *before* it changes anything, so even a
+hook killed with SIGKILL leaves enough behind for the next after hook to put
+things back.  An existing record is never overwritten with a newer "previous"
+state: it holds what the admin had before our first change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from ..errors import CantCreateError, ConfigError, TempFailure
+from ..files import atomic_write
+from .installation import Installation
+
+DEFAULT_STATE_DIR = "/var/lib/dbpipe"
+METHODS = ("maintenance", "service")
+
+
+@dataclass
+class HookState:
+    root: str
+    method: str                          # maintenance | service
+    maintenance_before: bool = False     # method maintenance: the admin's setting before us
+    services: list[str] = field(default_factory=list)  # method service: what we stopped, in order
+    manager: str = ""                    # method service: the manager program that stopped them
+    manager_style: str = ""              # systemctl | service
+    hook: str = ""
+    since: str = ""
+
+    def describe(self) -> str:
+        by = f"by {self.hook}" + (f" at {self.since}" if self.since else "")
+        if self.method == "service":
+            return f"stopped service(s) {', '.join(self.services) or 'none'} {by}"
+        return f"maintenance mode (was {'on' if self.maintenance_before else 'off'} before) {by}"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StateStore:
+    """nextcloud-<key>.json and .lock in the state directory (0700, files 0600)."""
+
+    def __init__(self, directory: str, installation: Installation):
+        self.directory = directory
+        self.root = installation.root
+        base = os.path.join(directory, f"nextcloud-{installation.key()}")
+        self.path, self.lock_path = base + ".json", base + ".lock"
+
+    def _ensure_directory(self) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise CantCreateError(f"cannot create state directory {self.directory}: "
+                                  f"{exc.strerror}") from None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the installation's lock for the whole hook; held -> exit 75."""
+        self._ensure_directory()
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CantCreateError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise TempFailure(f"another dbpipe hook is working on {self.root} "
+                                      f"(lock {self.lock_path} held); try again later") from None
+                raise
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self) -> HookState | None:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            state = HookState(**data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"state file {self.path} is unreadable or corrupt ({exc}); check "
+                              f"maintenance mode and services by hand, then remove it") from None
+        if state.method not in METHODS:
+            raise ConfigError(f"state file {self.path} names unknown method {state.method!r}")
+        return state
+
+    def save(self, state: HookState) -> None:
+        """Atomically replace the record (0600), synced before we act on it."""
+        self._ensure_directory()
+        with atomic_write(self.path) as handle:
+            handle.write(json.dumps(asdict(state), indent=1).encode())
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)

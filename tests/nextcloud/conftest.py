@@ -1,0 +1,136 @@
+"""Fixtures for the Nextcloud tests: sample installations in a directory the
+web user can reach, a private state directory, and runners for the hooks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ..helpers import ROOT, dbpipe
+from . import installs
+
+for _path in (ROOT / "lib" / "vendor", ROOT / "lib"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+
+@pytest.fixture(scope="session")
+def nc_base():
+    """pytest's tmp_path is private to root (0700); www-data must reach the trees."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the sample installations belong to www-data, as in production")
+    base = tempfile.mkdtemp(prefix="dbpipe-nc-")
+    os.chmod(base, 0o755)
+    yield Path(base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def nc_root(nc_base, request):
+    root = nc_base / installs.unique(request.node.name[:20].strip("[]_").replace("[", "-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def plain_install(nc_root):
+    """An installation on SQLite: enough for everything that does not dump."""
+    db, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, values)
+    install.database = db
+    return install
+
+
+@pytest.fixture
+def mysql_install(nc_root, server_pool):
+    db, values = installs.mysql_database(server_pool.get("mysql", "local"))
+    install = installs.build(nc_root, values)
+    install.database = db
+    yield install
+    db.server.drop_database(db.name)
+
+
+@pytest.fixture
+def pgsql_install(nc_root, server_pool):
+    db, values = installs.pgsql_database(server_pool.get("pgsql", "local"))
+    install = installs.build(nc_root, values)
+    install.database = db
+    yield install
+    db.server.drop_database(db.name)
+
+
+@pytest.fixture
+def run_hook(env, state_dir):
+    """Run a hook executable with the bare Bareos environment and test defaults."""
+
+    def run(name: str, install, *args, state=state_dir, settle="0", **kw):
+        argv = [str(install.root), "--state-dir", str(state), "--settle", settle, *args]
+        return dbpipe(name, *argv, env=kw.pop("env", env), **kw)
+
+    return run
+
+
+def lines(result) -> list[str]:
+    return result.stdout.decode().splitlines()
+
+
+def text(result) -> str:
+    return result.stdout.decode() + result.stderr.decode()
+
+
+class Background:
+    """A hook running in the background, its stdout collected line by line."""
+
+    def __init__(self, argv, env):
+        import subprocess
+        import threading
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, cwd="/", env=env)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode().rstrip("\n"))
+
+    def wait_for(self, fragment: str, timeout: float = 30) -> None:
+        import time
+        deadline = time.monotonic() + timeout
+        while not any(fragment in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no line with {fragment!r}: {self.lines} "
+                                     f"{self.proc.stderr.read().decode() if self.proc.poll() is not None else ''}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code, self.proc.stderr.read().decode()
+
+
+@pytest.fixture
+def start_hook(env, state_dir):
+    started = []
+
+    def start(name: str, install, *args, settle="0"):
+        argv = [str(ROOT / "bin" / name), str(install.root), "--state-dir", str(state_dir),
+                "--settle", settle, *map(str, args)]
+        started.append(Background(argv, env))
+        return started[-1]
+
+    yield start
+    for hook in started:
+        if hook.proc.poll() is None:
+            hook.proc.kill()
+            hook.proc.wait()

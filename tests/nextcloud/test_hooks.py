@@ -1,0 +1,228 @@
+"""nextcloud-before-backup / nextcloud-after-backup: maintenance mode that
+cannot get stuck.  Real hooks, the occ double run by php-cli as www-data,
+real signals, real database servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+
+from ..helpers import dbpipe
+from . import installs
+from .conftest import lines, text
+
+BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"
+MARKER = "dbpipe.maintenance"
+
+
+def records(state_dir) -> list[str]:
+    return sorted(p.name for p in state_dir.glob("*.json")) if state_dir.exists() else []
+
+
+def assert_back_to_normal(install, state_dir):
+    """Maintenance off, our marker gone, no record left behind."""
+    config = install.config()
+    assert config["maintenance"] is False
+    assert MARKER not in config
+    assert records(state_dir) == []
+
+
+def test_before_then_after_switches_maintenance_on_and_off(plain_install, run_hook, state_dir, syslog):
+    assert os.geteuid() == 0  # as Bareos runs client scripts
+    result = run_hook(BEFORE, plain_install)
+
+    assert result.returncode == 0, text(result)
+    assert plain_install.maintenance
+    assert plain_install.config()[MARKER] is True
+    assert "maintenance mode: on (confirmed by occ status)" in lines(result)
+    record = state_dir / records(state_dir)[0]
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+
+    result = run_hook(AFTER, plain_install)
+
+    assert result.returncode == 0, text(result)
+    assert_back_to_normal(plain_install, state_dir)
+    assert "maintenance mode: off" in lines(result)
+    assert "maintenance mode: off" in syslog.text()
+    assert result.stderr == b""  # step lines go to stdout only (Bareos merges both)
+    # privilege drop: occ ran as the owner of config.php, never as root
+    web = installs.web_account()
+    assert {call["uid"] for call in plain_install.calls()} == {web.pw_uid}
+    st = plain_install.config_file.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (web.pw_uid, 0o640)  # as rewritten by occ
+
+
+def test_an_admins_maintenance_mode_stays_on(plain_install, run_hook, state_dir):
+    plain_install.set_maintenance(True)
+    admin_calls = len(plain_install.calls())
+
+    before = run_hook(BEFORE, plain_install)
+    after = run_hook(AFTER, plain_install)
+
+    assert before.returncode == after.returncode == 0
+    assert "maintenance mode: already on (an admin's, stays on)" in lines(before)
+    assert "maintenance mode: was on before, stays on" in lines(after)
+    assert plain_install.maintenance
+    assert MARKER not in plain_install.config()
+    ours = plain_install.commands()[admin_calls:]
+    assert not [c for c in ours if c.startswith(("maintenance:mode", "config:system"))]
+    assert records(state_dir) == []
+
+
+def test_after_hook_alone_changes_nothing(plain_install, run_hook, state_dir):
+    before = plain_install.config_file.read_bytes()
+
+    result = run_hook(AFTER, plain_install, "--dump-to", state_dir.parent / "never-written.sql")
+
+    assert result.returncode == 0, text(result)
+    assert "nothing to put back: no record of nextcloud-before-backup" in lines(result)
+    assert plain_install.config_file.read_bytes() == before
+    assert not plain_install.maintenance
+
+
+def test_dump_to_writes_a_verified_private_file_the_after_hook_removes(plain_install, run_hook, tmp_path):
+    dump = tmp_path / "dumps" / "nextcloud.sql"
+
+    result = run_hook(BEFORE, plain_install, "--dump-to", dump)
+
+    assert result.returncode == 0, text(result)
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    assert any(line.startswith(f"database dump: {dump} (") for line in lines(result))
+    assert dbpipe("dbpipe-verify", dump).returncode == 0
+
+    result = run_hook(AFTER, plain_install, "--dump-to", dump)
+
+    assert result.returncode == 0, text(result)
+    assert not dump.exists()
+    assert f"dump file {dump}: removed" in lines(result)
+
+
+def test_a_file_that_is_not_a_dump_is_never_removed(plain_install, run_hook, tmp_path):
+    dump = tmp_path / "nextcloud.sql"
+    dump.write_text("precious, not a dump\n")
+
+    result = run_hook(AFTER, plain_install, "--dump-to", dump)
+
+    assert result.returncode == 64
+    assert "is not a dbpipe dump; not removing it" in text(result)
+    assert dump.read_text() == "precious, not a dump\n"
+
+
+def test_dump_inside_the_web_root_is_refused_before_anything_changes(plain_install, run_hook):
+    result = run_hook(BEFORE, plain_install, "--dump-to", plain_install.root / "data" / "db.sql")
+    assert result.returncode == 64
+    assert "inside the Nextcloud directory" in text(result)
+    assert plain_install.calls() == []
+
+
+def test_database_down_during_dump_puts_maintenance_back(pgsql_install, run_hook, state_dir, tmp_path):
+    dump = tmp_path / "nextcloud.sql"
+    server = pgsql_install.database.server
+    server.stop()
+    try:
+        result = run_hook(BEFORE, pgsql_install, "--dump-to", dump)
+    finally:
+        server.start()
+
+    assert result.returncode == 69, text(result)
+    assert "failed: putting back the previous state" in lines(result)
+    assert_back_to_normal(pgsql_install, state_dir)
+    assert not dump.exists() and list(tmp_path.glob(".nextcloud.sql*")) == []
+    # the after hook (RunsOnFailure) then finds nothing to do
+    result = run_hook(AFTER, pgsql_install, "--dump-to", dump)
+    assert result.returncode == 0
+    assert "nothing to put back" in text(result)
+
+
+def test_sigterm_during_the_before_hook_puts_maintenance_back(plain_install, start_hook, state_dir):
+    hook = start_hook(BEFORE, plain_install, settle="60")
+    hook.wait_for("waiting 60 s")
+    assert plain_install.maintenance
+
+    hook.proc.send_signal(signal.SIGTERM)
+    code, stderr = hook.finish()
+
+    assert code == 128 + signal.SIGTERM
+    assert "cancelled by SIGTERM" in stderr
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_concurrent_hooks_second_exits_75(plain_install, start_hook, run_hook):
+    first = start_hook(BEFORE, plain_install, settle="60")
+    first.wait_for("waiting 60 s")
+
+    second = run_hook(AFTER, plain_install)
+
+    assert second.returncode == 75
+    assert "another dbpipe hook is working on" in text(second)
+    assert plain_install.maintenance  # the second hook did not interleave
+    first.proc.send_signal(signal.SIGINT)
+    assert first.finish()[0] == 128 + signal.SIGINT
+    assert not plain_install.maintenance
+
+
+def test_failing_occ_gives_its_message_and_puts_maintenance_back(plain_install, run_hook, state_dir):
+    """occ status fails right after maintenance went on."""
+    plain_install.fail({"match": "status", "skip": 2, "times": 1,
+                        "message": "An unhandled exception has been thrown: database is locked"})
+
+    result = run_hook(BEFORE, plain_install)
+
+    assert result.returncode == 69
+    assert ("occ status failed (exit 1): An unhandled exception has been thrown: database is locked"
+            in text(result))
+    assert "maintenance:mode --on" in plain_install.commands()
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_read_only_config_is_reported_and_nothing_is_left_behind(nc_root, run_hook, state_dir):
+    db, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, {**values, "config_is_read_only": True})
+
+    result = run_hook(BEFORE, install)
+
+    assert result.returncode == 69
+    assert 'Config is set to be read-only via option "config_is_read_only".' in text(result)
+    assert_back_to_normal(install, state_dir)
+
+
+def test_hanging_occ_times_out_and_maintenance_goes_back(plain_install, run_hook, state_dir):
+    plain_install.fail({"match": "status", "action": "hang", "skip": 2, "times": 1})
+
+    result = run_hook(BEFORE, plain_install, "--command-timeout", "1")
+
+    assert result.returncode == 69
+    assert "occ status: php timed out after 1 s" in text(result)
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_whole_hook_timeout_puts_maintenance_back(plain_install, run_hook, state_dir):
+    result = run_hook(BEFORE, plain_install, "--timeout", "1", settle="30")
+
+    assert result.returncode == 69
+    assert "timed out after 1 s (--timeout)" in text(result)
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_unfinished_cycle_keeps_the_original_state(plain_install, run_hook, state_dir):
+    """A before hook whose after hook never ran: the next cycle keeps what the
+    admin had before the first one, and its after hook ends it."""
+    assert run_hook(BEFORE, plain_install).returncode == 0
+    again = run_hook(BEFORE, plain_install)
+    assert again.returncode == 0
+    assert any(line.startswith("keeping an unfinished record: maintenance mode (was off before)")
+               for line in lines(again))
+    assert run_hook(AFTER, plain_install).returncode == 0
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_lost_record_is_recovered_through_the_marker(plain_install, run_hook, state_dir, tmp_path):
+    assert run_hook(BEFORE, plain_install, state=tmp_path / "lost").returncode == 0
+
+    result = run_hook(AFTER, plain_install)
+
+    assert result.returncode == 0, text(result)
+    assert "putting back: maintenance mode (was off before) by our marker in config.php" in text(result)
+    assert_back_to_normal(plain_install, state_dir)

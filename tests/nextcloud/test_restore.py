@@ -1,0 +1,146 @@
+"""nextcloud-after-restore: the whole backup -> restore cycle against real
+MariaDB, PostgreSQL and SQLite installations, and its failure paths."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from ..helpers import dbpipe
+from . import installs
+from .conftest import lines, text
+
+BEFORE, AFTER, RESTORE = "nextcloud-before-backup", "nextcloud-after-backup", "nextcloud-after-restore"
+MARKER = "dbpipe.maintenance"
+
+
+def content(db) -> bytes:
+    """What a restore must reproduce (the mysql dump header names host and database)."""
+    data = db.content() if db.kind == "sqlite" else db.fingerprint()
+    return re.sub(rb"^-- (Host: |Dumping (events|routines) for database ).*$", b"", data,
+                  flags=re.MULTILINE)
+
+
+def index(commands: list[str], prefix: str) -> int:
+    return next(i for i, command in enumerate(commands) if command.startswith(prefix))
+
+
+def back_up(install, run_hook, dump) -> bytes:
+    """The backup job: before hook, Bareos saving config/ (in maintenance
+    mode), after hook.  Returns the saved config.php."""
+    assert run_hook(BEFORE, install, "--dump-to", dump).returncode == 0
+    saved = install.config_file.read_bytes()
+    assert run_hook(AFTER, install, "--dump-to", dump, "--keep-dump").returncode == 0
+    return saved
+
+
+@pytest.fixture(params=["sqlite", "mysql", "pgsql"])
+def any_install(request):
+    return request.getfixturevalue("plain_install" if request.param == "sqlite"
+                                   else f"{request.param}_install")
+
+
+def test_full_cycle_restores_the_dump_and_brings_nextcloud_back(any_install, run_hook, tmp_path,
+                                                                state_dir):
+    install, dump = any_install, tmp_path / "nextcloud.sql"
+    saved_config = back_up(install, run_hook, dump)
+    expected = content(install.database)
+    install.database.change()
+    assert content(install.database) != expected
+    install.config_file.write_bytes(saved_config)  # the restore job brought config/ back
+    assert install.maintenance and install.config()[MARKER] is True
+    first = len(install.calls())
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--scan-user", "alice", "--drop-old")
+
+    assert result.returncode == 0, text(result)
+    assert content(install.database) == expected
+    config = install.config()
+    assert config["maintenance"] is False and MARKER not in config
+    assert re.fullmatch(r"[0-9a-f]{32}", config["data-fingerprint"])
+    calls, commands = install.calls()[first:], install.commands()[first:]
+    assert calls[index(commands, "maintenance:data-fingerprint")]["maintenance"] is True
+    assert index(commands, "maintenance:mode --off") < index(commands, "files:scan")
+    assert install.scanned() == ["alice"]
+    assert lines(result)[-2:] == ["occ status: installed, version 29.0.4.1, maintenance off", "done"]
+    assert list(state_dir.glob("*.json")) == []
+
+
+def test_bad_dump_is_refused_and_nothing_changes(pgsql_install, run_hook, tmp_path, state_dir, env):
+    install, dump = pgsql_install, tmp_path / "nextcloud.sql"
+    values = install.file_config()
+    values["dbhost"] = f"127.0.0.1:{install.database.server.port}"  # TCP this time
+    install.config_file.write_text(installs.php_config(values))
+    with open(dump, "wb") as out:
+        assert dbpipe("dbpipe-dump", "--nextcloud", install.root, stdout=out, env=env).returncode == 0
+    install.database.change()
+    live = install.database.fingerprint()
+    data = dump.read_bytes()
+    dump.write_bytes(data[: len(data) // 2])  # truncated, e.g. an interrupted restore
+    first = len(install.calls())
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--scan-all")
+
+    assert result.returncode == 65, text(result)
+    assert install.database.fingerprint() == live
+    config = install.config()
+    assert config["maintenance"] is False and config["data-fingerprint"] == ""
+    assert not [c for c in install.commands()[first:] if c.startswith(("maintenance:data", "files:"))]
+    assert install.scanned() == []
+    assert list(state_dir.glob("*.json")) == []
+
+
+def test_fingerprint_failure_puts_maintenance_back_and_skips_the_scan(plain_install, run_hook):
+    plain_install.fail({"match": "maintenance:data-fingerprint", "message": "Disk quota exceeded"})
+
+    result = run_hook(RESTORE, plain_install, "--scan-all")
+
+    assert result.returncode == 69
+    assert "occ maintenance:data-fingerprint failed (exit 1): Disk quota exceeded" in text(result)
+    assert not plain_install.maintenance
+    assert plain_install.scanned() == []
+
+
+def test_sigterm_during_restore_puts_maintenance_back(plain_install, start_hook):
+    hook = start_hook(RESTORE, plain_install, "--scan-all", settle="60")
+    hook.wait_for("waiting 60 s")
+    hook.proc.send_signal(signal.SIGTERM)
+    assert hook.finish()[0] == 128 + signal.SIGTERM
+    config = plain_install.config()
+    assert config["maintenance"] is False and config["data-fingerprint"] == ""
+
+
+def test_an_admins_maintenance_mode_stays_on_and_the_scan_is_refused_upfront(plain_install, run_hook):
+    plain_install.set_maintenance(True)
+
+    refused = run_hook(RESTORE, plain_install, "--scan-user", "alice")
+    assert refused.returncode == 64
+    assert "files:scan needs it off" in text(refused)
+    assert plain_install.config()["data-fingerprint"] == ""
+
+    result = run_hook(RESTORE, plain_install)
+    assert result.returncode == 0, text(result)
+    assert plain_install.maintenance and plain_install.config()["data-fingerprint"]
+    assert "maintenance mode: was on before, stays on" in lines(result)
+
+
+def test_unknown_scan_user_fails_after_maintenance_is_off(plain_install, run_hook):
+    result = run_hook(RESTORE, plain_install, "--scan-user", "alice", "--scan-user", "carol")
+
+    assert result.returncode == 66
+    assert "occ files:scan: Unknown user 2 carol" in text(result)
+    assert not plain_install.maintenance
+    assert plain_install.scanned() == ["alice"]
+
+
+def test_database_older_than_the_code_is_reported(nc_root, run_hook):
+    db, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, {**values, "version": "28.0.9.2"})
+
+    result = run_hook(RESTORE, install, "--scan-all")
+
+    assert result.returncode == 78
+    assert "needs 'occ upgrade'" in text(result)
+    assert not install.maintenance and sorted(install.scanned()) == ["alice", "bob"]
