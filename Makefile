@@ -69,13 +69,15 @@ uninstall:
 	for cmd in $(COMMANDS); do rm -f $(DESTDIR)$(BINDIR)/$$(basename $$cmd); done
 	rm -rf $(DESTDIR)$(LIBDIR)
 
+# group bareos (when it exists): bareos-dir runs as user bareos and must read them
 install-bareos-config:
-	@cd bareos-config && find . -type f -name '*.conf' | sort | while read -r file; do \
+	@group=$$(getent group bareos >/dev/null && echo "-g bareos"); \
+	cd bareos-config && find . -type f -name '*.conf' | sort | while read -r file; do \
 	  target="$(DESTDIR)$(BAREOS_DIR)/$${file#./}"; \
 	  if [ -e "$$target" ] && [ -z "$(FORCE)" ]; then \
 	    echo "kept existing $$target (FORCE=1 overwrites)"; \
 	  else \
-	    install -D -m 0640 "$$file" "$$target" && echo "installed $$target"; \
+	    install -D -m 0640 $$group "$$file" "$$target" && echo "installed $$target" || exit 1; \
 	  fi; \
 	done
 
