@@ -1,0 +1,15 @@
+"""Physical MariaDB backups with mariabackup, streamed through bpipe.
+
+A backup chain is one full backup plus any number of incremental and
+differential backups taken relative to it.  Each backup is one dbpipe stream
+(header, binary xbstream payload, trailer) whose trailer carries the piece's
+place in the chain; the restore side stores every piece under its own name,
+validates the chain from those trailers before touching anything, prepares it
+and swaps it into the server's data directory without ever deleting the old one.
+
+Modules: ``piece`` (metadata and names), ``state`` (the reader's chain state),
+``tool`` (mariabackup/mbstream command lines, server facts), ``backup`` (the
+reader), ``store`` (the writer), ``chain`` (order and validate), ``prepare``,
+``service`` (stop/start/ask the server), ``maintenance`` (Nextcloud) and
+``copyback``.
+"""

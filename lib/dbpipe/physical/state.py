@@ -1,0 +1,122 @@
+"""The reader's memory of the chain: which backups succeeded, up to which LSN.
+
+The state is one JSON file, replaced atomically (temp file, fsync, rename)
+and only after a stream ended successfully, so a failed or cancelled backup
+leaves the chain exactly as it was.  A lock file keeps two backups of the
+same chain from running at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+
+from ..errors import CantCreateError, TempFailure
+from ..files import atomic_write, fsync_directory
+from ..log import log
+from .piece import Piece
+
+DEFAULT_STATE_ROOT = "/var/lib/dbpipe/mariabackup"
+STATE_FILE = "chain.json"
+LOCK_FILE = "lock"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    """What must stay the same for an incremental to build on an earlier backup."""
+
+    hostname: str
+    datadir: str
+    port: int
+    version: str
+
+
+@dataclass
+class ChainState:
+    chain_id: str
+    server: ServerIdentity
+    pieces: list[Piece] = field(default_factory=list)
+
+    @property
+    def full(self) -> Piece:
+        return self.pieces[0]
+
+    @property
+    def last(self) -> Piece:
+        return self.pieces[-1]
+
+    def base_for(self, level: str) -> Piece:
+        """Incremental: relative to the last successful backup; differential: to the full."""
+        return self.last if level == "incremental" else self.full
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, "chain_id": self.chain_id,
+                           "server": self.server.__dict__,
+                           "pieces": [piece.as_dict() for piece in self.pieces]}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ChainState":
+        data = json.loads(text)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown state format {data.get('format')!r}")
+        pieces = [Piece.from_dict(item) for item in data["pieces"]]
+        for piece in pieces:
+            piece.check("state")
+        if not pieces or pieces[0].level != "full" or pieces[0].chain_id != data["chain_id"]:
+            raise ValueError("the chain does not start with its full backup")
+        return cls(data["chain_id"], ServerIdentity(**data["server"]), pieces)
+
+
+class StateDir:
+    """The directory holding one chain's state and lock."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.file = os.path.join(path, STATE_FILE)
+
+    def load(self) -> tuple[ChainState | None, str]:
+        """The state, or None and the reason why there is no usable one."""
+        try:
+            with open(self.file, encoding="utf-8") as handle:
+                return ChainState.from_json(handle.read()), ""
+        except FileNotFoundError:
+            return None, f"no chain state in {self.path} (no successful backup yet)"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None, f"the chain state {self.file} is unusable ({exc})"
+
+    def save(self, state: ChainState) -> None:
+        """Replace the state atomically; a crash leaves the old or the new file."""
+        with atomic_write(self.file) as handle:
+            handle.write(state.to_json().encode())
+
+    def retire(self, reason: str, stamp: str) -> str | None:
+        """Move the state aside so that the next backup is a full one."""
+        if not os.path.exists(self.file):
+            return None
+        kept = f"{self.file}.retired-{stamp}"
+        os.replace(self.file, kept)
+        fsync_directory(self.path)
+        log.info("chain state retired to %s (%s): the next backup will be a full one", kept, reason)
+        return kept
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the chain's lock; another holder means another backup is running."""
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CantCreateError(f"cannot use the state directory {self.path}: {exc.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TempFailure(f"another backup of this chain is running (lock {self.path}/{LOCK_FILE})") from None
+            yield self
+        finally:
+            os.close(fd)
+

@@ -1,0 +1,88 @@
+"""The bpipe writer: land each restored piece as its own verified file.
+
+Bareos gives every piece of a chain the same pseudo file name, so the name
+on disk comes from the stream's own trailer (chain, sequence, level, LSN
+range, job): any number of writer runs in one restore, or in several,
+leave every piece separately, sorted in chain order.  The file appears only
+after its length and SHA-256 were checked; a bad stream leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import Cancelled, CantCreateError, DataError, DbpipeError, IOFailure, NoInputError
+from ..files import fsync_directory, temporary_beside
+from ..log import BareosJob, human_bytes, log
+from ..stream import write_all
+from ..transfer import Pump
+from .piece import Piece, StoredPiece, read_stored, stream_header
+
+UNEXPANDED = ("%w", "%r")
+
+
+def landing_dir(into: str, where_arg: str | None, job: BareosJob) -> str:
+    """--into, below the Bareos restore location when there is one (not /).
+
+    The location comes from $BareosWhere (Bareos 26+) or a '--where %w'
+    argument (Bareos up to 25); a literal %w was not expanded.
+    """
+    where = job.where if job.where is not None else where_arg
+    if not where or any(code in where for code in UNEXPANDED) or not where.strip("/"):
+        return into
+    return os.path.join(where, into.lstrip("/"))
+
+
+def store(in_fd: int, directory: str) -> StoredPiece:
+    """Read one piece from in_fd to its end and publish it under directory."""
+    pump = Pump(in_fd)
+    try:
+        header = pump.header()
+        if header is None:
+            raise NoInputError("empty input: no stream to store")
+        if header != stream_header():
+            raise DataError(f"not a mariabackup piece: a {header.engine} stream "
+                            "(restore it with dbpipe-restore)")
+        return _write(pump, directory)
+    except Cancelled:
+        raise
+    except BaseException:
+        pump.drain()
+        raise
+
+
+def _write(pump: Pump, directory: str) -> StoredPiece:
+    """The name on disk comes from the trailer, so it is known only at the end."""
+    with temporary_beside(directory, ".incoming-") as (handle, temporary):
+        trailer = pump.run(lambda data: write_all(handle.fileno(), data))
+        if pump.sink_error is not None:
+            raise IOFailure(f"cannot write in {directory}: {pump.sink_error.strerror}")
+        write_all(handle.fileno(), pump.verifier.trailer_bytes)
+        os.fsync(handle.fileno())
+        piece = Piece.from_trailer(trailer, "stdin")
+        path = os.path.join(directory, piece.file_name())
+        _publish(temporary, path, trailer.sha256)
+    log.info("stored %s as %s (%s, sha256 %s)", piece.describe(), path, human_bytes(trailer.bytes),
+             trailer.sha256)
+    return read_stored(path)
+
+
+def _publish(temporary: str, path: str, sha256: str) -> None:
+    """Link the verified file into place; the same piece restored twice is fine."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        if _sha_of_stored(path) != sha256:
+            raise CantCreateError(f"{path} exists with different content; move it away first") from None
+        log.info("%s was already there with the same content", path)
+    except OSError as exc:
+        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
+    fsync_directory(os.path.dirname(path))
+
+
+
+def _sha_of_stored(path: str) -> str:
+    try:
+        return read_stored(path).sha256
+    except DbpipeError:
+        return ""

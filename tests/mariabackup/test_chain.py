@@ -1,0 +1,203 @@
+"""Full -> incremental -> incremental -> differential -> incremental through the
+shipped FileSet's reader and writer, then prepare and copy-back into other
+real servers, compared table by table with the source at backup time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ..helpers import dbpipe, last_line
+from .conftest import (SERVICE_MANAGER, PrivateService, change, job_env, populate, profile_dir,
+                       run_reader, run_writer, snapshot)
+
+LEVELS = ["F", "I", "I", "D", "I"]
+LANDED = "var/lib/dbpipe/mariabackup-restore"
+
+
+@dataclass
+class Chain:
+    landed: Path                  # where the writer put the pieces (below BareosWhere)
+    streams: list[Path]           # the reader's output, one per backup
+    snapshots: dict[int, dict]    # sequence -> source tables at that backup
+    state: Path
+    env: dict
+
+
+@pytest.fixture(scope="module")
+def chain(source, tmp_path_factory):
+    base = tmp_path_factory.mktemp("mbchain")
+    env = {"DBPIPE_CONFIG_DIR": profile_dir(base / "etc", source)}
+    populate(source)
+    streams, snapshots = [], {}
+    for sequence, level in enumerate(LEVELS):
+        if sequence:
+            change(source, sequence)
+        stream = base / f"stream-{sequence}.dbpipe"
+        result = run_reader(job_env(env, level, 100 + sequence), stream, base / "state")
+        assert result.returncode == 0, result.stderr.decode()
+        snapshots[sequence] = snapshot(source)
+        streams.append(stream)
+        result = run_writer(job_env(env, " ", 200, BareosWhere=str(base / "where")), stream)
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == b""  # a writer never writes to stdout
+    return Chain(base / "where" / LANDED, streams, snapshots, base / "state", env)
+
+
+def restore(directory, service: PrivateService, *prepare_args: str, copy_args=()) -> tuple:
+    prepared = dbpipe("dbpipe-mariabackup-restore", "prepare", directory, *prepare_args)
+    assert prepared.returncode == 0, prepared.stderr.decode()
+    return prepared, copy_back(directory, service, *copy_args)
+
+
+def copy_back(directory, service: PrivateService, *extra) -> subprocess.CompletedProcess:
+    return dbpipe("dbpipe-mariabackup-restore", "copy-back", directory, "--datadir", service.datadir,
+                  "--service", service.root, "--service-manager", SERVICE_MANAGER,
+                  "--defaults-file", service.cnf, "--start-timeout", "60",
+                  "--state-dir", os.path.join(service.root, "no-state"), *extra)
+
+
+@pytest.fixture(scope="module")
+def restored(chain):
+    """The newest point of the chain, copied back into a server that had no data yet."""
+    service = PrivateService("restored")
+    prepared, copied = restore(chain.landed, service)
+    assert copied.returncode == 0, copied.stderr.decode()
+    service.outputs = (prepared, copied)
+    yield service
+    service.destroy()
+
+
+def test_every_piece_lands_separately_named_in_chain_order(chain):
+    names = sorted(os.listdir(chain.landed))
+    assert len(names) == len(LEVELS) and all(name.endswith(".dbpipe") for name in names)
+    assert [name.split("-")[3] for name in names] == [f"{i:04d}" for i in range(len(LEVELS))]
+    assert [name.split("-")[4] for name in names] == ["full", "incremental", "incremental",
+                                                      "differential", "incremental"]
+    assert [name.rsplit("-job", 1)[1] for name in names] == [f"{100 + i}.dbpipe" for i in range(5)]
+    state = json.loads((chain.state / "chain.json").read_text())
+    pieces = state["pieces"]
+    assert [p["level"] for p in pieces] == ["full", "incremental", "incremental", "differential", "incremental"]
+    assert pieces[3]["parent_id"] == pieces[0]["piece_id"]      # differential: since the full
+    assert pieces[4]["parent_id"] == pieces[3]["piece_id"]      # incremental: since the last backup
+    assert pieces[3]["from_lsn"] == pieces[0]["to_lsn"] and pieces[4]["from_lsn"] == pieces[3]["to_lsn"]
+    verified = dbpipe("dbpipe-verify", chain.landed / names[4])
+    assert verified.returncode == 0 and b"intact" in verified.stdout
+
+
+def test_restored_chain_equals_the_source_at_the_last_backup(chain, restored):
+    prepared, copied = restored.outputs
+    assert b"data as of" in prepared.stdout and b"Bareos job 104" in prepared.stdout
+    assert b"not needed" in prepared.stderr       # the differential supersedes #1 and #2
+    assert snapshot(restored) == chain.snapshots[4]
+    assert "oc_share" not in chain.snapshots[4] and "oc_renamed" in chain.snapshots[4]
+
+
+def test_until_restores_the_incremental_chain_and_keeps_the_old_datadir(chain, restored, nextcloud):
+    before = set(os.listdir(restored.root))
+    prepared, copied = restore(chain.landed, restored, "--force", "--until", "2",
+                               copy_args=("--nextcloud", nextcloud.root, "--settle", "0"))
+    assert copied.returncode == 0, copied.stderr.decode()
+    assert "maintenance:mode --on" in nextcloud.commands() and not nextcloud.maintenance
+    assert b"Bareos job 102" in prepared.stdout
+    assert snapshot(restored) == chain.snapshots[2]
+    kept = [name for name in set(os.listdir(restored.root)) - before if name.startswith("data.dbpipe-old-")]
+    assert len(kept) == 1
+    assert os.path.isdir(os.path.join(restored.root, kept[0], "nc"))   # nothing deleted
+
+
+def test_a_new_server_that_fails_to_start_brings_the_old_one_back(chain, restored, tmp_path, nextcloud):
+    before, entries = snapshot(restored), set(os.listdir(restored.root))
+    nextcloud.set_maintenance(True)          # the admin's, not ours: it must stay on
+    work = tmp_path / "pieces"
+    work.mkdir()
+    assert run_writer(job_env(chain.env, " ", 300), chain.streams[0], "--into", str(work)).returncode == 0
+    assert dbpipe("dbpipe-mariabackup-restore", "prepare", work).returncode == 0
+    (work / "prepared" / "ibdata1").write_bytes(b"")   # InnoDB cannot start on this
+
+    result = copy_back(work, restored, "--nextcloud", nextcloud.root)
+
+    assert result.returncode == 69, result.stderr.decode()
+    assert "previous data directory is back in place" in last_line(result)
+    assert nextcloud.maintenance and "maintenance:mode --off" not in nextcloud.commands()
+    assert restored.running()
+    assert snapshot(restored) == before
+    added = set(os.listdir(restored.root)) - entries
+    assert [name for name in added if name.startswith("data.dbpipe-failed-")]
+    assert not [name for name in added if name.startswith("data.dbpipe-old-")]
+
+
+def link_pieces(chain: Chain, directory: Path, sequences) -> list[str]:
+    directory.mkdir()
+    names = sorted(os.listdir(chain.landed))
+    for sequence in sequences:
+        os.link(chain.landed / names[sequence], directory / names[sequence])
+    return sorted(os.listdir(directory))
+
+
+def test_a_missing_middle_piece_is_refused_before_anything_is_touched(chain, tmp_path, new_service):
+    directory = tmp_path / "gap"
+    listing = link_pieces(chain, directory, [0, 2])
+
+    result = dbpipe("dbpipe-mariabackup-restore", "prepare", directory)
+
+    assert result.returncode == 65
+    assert "broken chain" in last_line(result) and "#1, Bareos job 101" in last_line(result)
+    assert sorted(os.listdir(directory)) == listing
+    target = new_service()
+    result = copy_back(directory, target)
+    assert result.returncode == 65 and "prepare first" in last_line(result)
+    assert not os.path.exists(target.datadir)
+
+
+def test_pieces_of_two_servers_are_refused(chain, restored, tmp_path):
+    directory = tmp_path / "mixed"
+    listing = link_pieces(chain, directory, [0, 1])
+    env = {"DBPIPE_CONFIG_DIR": profile_dir(tmp_path / "etc", restored)}
+    other = tmp_path / "other.dbpipe"
+    assert run_reader(job_env(env, "F", 400), other, tmp_path / "s").returncode == 0
+    assert run_writer(job_env(env, " ", 401), other, "--into", str(directory)).returncode == 0
+
+    result = dbpipe("dbpipe-mariabackup-restore", "prepare", directory)
+
+    assert result.returncode == 65 and "2 different backup chains" in last_line(result)
+    assert len(os.listdir(directory)) == len(listing) + 1
+
+
+def test_writer_refuses_bad_streams_and_leaves_nothing(chain, tmp_path):
+    directory = tmp_path / "in"
+    truncated = tmp_path / "truncated"
+    truncated.write_bytes(chain.streams[1].read_bytes()[:-3000])
+    assert run_writer(job_env(chain.env, " ", 1), truncated, "--into", str(directory)).returncode == 65
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert run_writer(job_env(chain.env, " ", 1), empty, "--into", str(directory)).returncode == 66
+    assert os.listdir(directory) == []
+    for _ in range(2):  # the same piece restored twice is fine
+        result = run_writer(job_env(chain.env, " ", 1), chain.streams[0], "--into", str(directory))
+        assert result.returncode == 0, result.stderr.decode()
+    assert len(os.listdir(directory)) == 1
+
+
+def test_pieces_of_different_server_versions_are_refused(chain, tmp_path):
+    """The reader itself starts a new chain when the version changes; a piece
+    claiming another version (e.g. copied over from elsewhere) is refused."""
+    import dataclasses
+    from dbpipe.stream import TRAILER_START, Trailer
+    directory = tmp_path / "versions"
+    names = link_pieces(chain, directory, [0])
+    later = sorted(os.listdir(chain.landed))[1]
+    data = (chain.landed / later).read_bytes()
+    start = data.rfind(b"\n" + TRAILER_START) + 1
+    trailer = dataclasses.replace(Trailer.decode(data[start:]), server_version="10.11.99-MariaDB")
+    (directory / later).write_bytes(data[:start] + trailer.encode())
+
+    result = dbpipe("dbpipe-mariabackup-restore", "prepare", directory)
+
+    assert result.returncode == 65 and "server version mismatch" in last_line(result)
+    assert sorted(os.listdir(directory)) == sorted(names + [later])
