@@ -44,7 +44,7 @@ def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | N
                        replace_arg: str | None = None) -> FileDestination | None:
     """Where a Bareos restore wants the data: None means the live database.
 
-    The location comes from $BareosWhere (Bareos 26+) or from a --where %w
+    The location comes from $BareosWhere (Bareos 26+) or from a --where=%w
     argument (Bareos up to 25 and Bacula expand %w in the writer string; a
     literal %w means it was not expanded).  The replace code (a/w/o/n from
     $BareosReplace or %r) decides whether an existing file is overwritten.

@@ -24,7 +24,7 @@ UNEXPANDED = ("%w", "%r")
 def landing_dir(into: str, where_arg: str | None, job: BareosJob) -> str:
     """--into, below the Bareos restore location when there is one (not /).
 
-    The location comes from $BareosWhere (Bareos 26+) or a '--where %w'
+    The location comes from $BareosWhere (Bareos 26+) or a '--where=%w'
     argument (Bareos up to 25); a literal %w was not expanded.
     """
     where = job.where if job.where is not None else where_arg
