@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from .engines import RestoreOptions, get_engine
-from .errors import Cancelled, DataError, IOFailure, NoInputError
+from .errors import DataError, IOFailure
 from .files import atomic_write
 from .log import BareosJob, human_bytes, log
 from .stream import Header, Trailer, write_all
@@ -65,22 +65,13 @@ def _expanded(value: str | None) -> str | None:
 def restore(target: Target, in_fd: int, options: RestoreOptions,
             destination: FileDestination | None = None) -> Trailer | None:
     """Restore the stream on in_fd.  Whatever fails, stdin is read to its end."""
-    pump = Pump(in_fd)
     started = time.monotonic()
-    try:
-        if pump.header() is None:
-            if pump.verifier.total_bytes:  # cut off inside the header line: damaged, not empty
-                raise DataError("truncated stream: no complete dbpipe header")
-            raise NoInputError("empty input: no stream to restore")
+    with Pump(in_fd).draining() as pump:
+        pump.require_header("stream to restore")
         if destination is not None:
             trailer = write_file(pump, destination)
         else:
             trailer = _restore_live(target, pump, options)
-    except Cancelled:
-        raise
-    except BaseException:
-        pump.drain()
-        raise
     seconds = time.monotonic() - started
     log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
     return trailer

@@ -230,7 +230,7 @@ class StreamVerifier:
     def finish(self) -> tuple[bytes, Trailer]:
         """The remaining payload bytes and the verified trailer."""
         if self.total_bytes == 0:
-            raise NoInputError("empty input: no stream to restore")
+            raise NoInputError("empty input: no stream")
         if self.header is None:
             raise DataError("truncated stream: no complete dbpipe header")
         held = bytes(self._held)

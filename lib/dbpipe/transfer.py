@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import Cancelled, DataError, IOFailure
+from .errors import Cancelled, DataError, IOFailure, NoInputError
 from .log import Progress
 from .stream import Header, StreamVerifier, StreamWriter, Trailer
 
@@ -114,6 +114,29 @@ class Pump:
                 break
             self._pending.append(self.verifier.feed(chunk))
         return self.verifier.header
+
+    def require_header(self, what: str = "stream") -> Header:
+        """The header, or the error for input that has none: empty (66) or cut
+        off inside its first line (65)."""
+        header = self.header()
+        if header is not None:
+            return header
+        if self.verifier.total_bytes:
+            raise DataError("truncated stream: no complete dbpipe header")
+        raise NoInputError(f"empty input: no {what}")
+
+    @contextlib.contextmanager
+    def draining(self):
+        """Whatever fails inside, read the input to its end before raising (a
+        bpipe writer that stops reading makes Bareos report 'Broken pipe'
+        instead of our error).  A cancel is the exception: leave at once."""
+        try:
+            yield self
+        except Cancelled:
+            raise
+        except BaseException:
+            self.drain()
+            raise
 
     def run(self, sink: Callable[[bytes], None]) -> Trailer:
         """Forward the whole payload to sink and return the verified trailer.

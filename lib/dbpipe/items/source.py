@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..engines import get_engine
-from ..errors import Cancelled, CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
+from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
 from ..log import log
 from ..stream import Header
 from ..target import Target
@@ -47,9 +47,8 @@ def read_backup(in_fd: int, label: str, scratch_for: ScratchFor, prefix: str,
                 selection: Selection, with_items: bool = True) -> Backup:
     """Load the dump on in_fd into a scratch database and read the selection."""
     check_prefix(prefix)
-    pump = Pump(in_fd, label)
-    try:
-        header = _check_header(pump.header())
+    with Pump(in_fd, label).draining() as pump:
+        header = _check_header(pump.require_header("dump to read"))
         engine = get_engine(header.engine)
         target = scratch_for(header)
         with _scratch(engine, target) as scratch:
@@ -61,16 +60,9 @@ def read_backup(in_fd: int, label: str, scratch_for: ScratchFor, prefix: str,
                 backup = _read(tables, selection, with_items)
         log.info("scratch database removed" + (f"; {len(backup.items)} item(s) selected" if with_items else ""))
         return backup
-    except Cancelled:
-        raise
-    except BaseException:
-        pump.drain()
-        raise
 
 
-def _check_header(header: Header | None) -> Header:
-    if header is None:
-        raise NoInputError("empty input: no dump to read")
+def _check_header(header: Header) -> Header:
     if header.scope != "database":
         raise DataError("this is an all-databases dump; item restore needs the dump of the "
                         "Nextcloud database alone")

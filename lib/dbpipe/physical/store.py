@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import Cancelled, CantCreateError, DataError, DbpipeError, IOFailure, NoInputError
+from ..errors import CantCreateError, DataError, DbpipeError, IOFailure
 from ..files import fsync_directory, temporary_beside
 from ..log import BareosJob, human_bytes, log
 from ..stream import write_all
@@ -35,20 +35,12 @@ def landing_dir(into: str, where_arg: str | None, job: BareosJob) -> str:
 
 def store(in_fd: int, directory: str) -> StoredPiece:
     """Read one piece from in_fd to its end and publish it under directory."""
-    pump = Pump(in_fd)
-    try:
-        header = pump.header()
-        if header is None:
-            raise NoInputError("empty input: no stream to store")
+    with Pump(in_fd).draining() as pump:
+        header = pump.require_header("stream to store")
         if header != stream_header():
             raise DataError(f"not a mariabackup piece: a {header.engine} stream "
                             "(restore it with dbpipe-restore)")
         return _write(pump, directory)
-    except Cancelled:
-        raise
-    except BaseException:
-        pump.drain()
-        raise
 
 
 def _write(pump: Pump, directory: str) -> StoredPiece:
