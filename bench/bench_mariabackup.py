@@ -46,7 +46,7 @@ def run(report) -> None:
     try:
         db.start()
         size = _fill(db, context.size_mb * MIB)
-        report.add(SECTION, "database on disk (InnoDB files)", f"{size / MIB:.0f} MiB, {db.units * 1000} files")
+        report.add(SECTION, "database on disk (InnoDB files)", f"{size / MIB:.0f} MiB, {db.units * 1000} oc_filecache rows")
         pieces = _backups(report, db, workdir)
         logical = _logical_dump(report, db, workdir)
         expected = _checksums(db.server, databases.SOURCE)
