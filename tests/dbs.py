@@ -58,11 +58,15 @@ class TestDatabase:
         raise NotImplementedError
 
 
-class MysqlDatabase(TestDatabase):
-    kind = "mysql"
+class ServerDatabase(TestDatabase):
+    """A database on a private server; user_args, once set, reach it as its own user."""
 
-    def __init__(self, server: Server, name: str):
-        self.server, self.name = server, name
+    CHANGE = ("DELETE FROM oc_shares WHERE id = 2; UPDATE oc_filecache SET size = size + 1;"
+              "INSERT INTO oc_blobs VALUES (9, 'new', 'added after the backup');"
+              "CREATE TABLE oc_added_later (a INT);")
+
+    def __init__(self, server: Server, name: str, owner: str | None = None):
+        self.server, self.name, self.owner = server, name, owner
         self.user_args = None
 
     def args(self, **kw):
@@ -70,6 +74,13 @@ class MysqlDatabase(TestDatabase):
 
     def sql(self, statement: str) -> str:
         return self.server.sql(statement, database=self.name)
+
+    def change(self) -> None:
+        self.sql(self.CHANGE)
+
+
+class MysqlDatabase(ServerDatabase):
+    kind = "mysql"
 
     def populate(self) -> None:
         self.server.create_database(self.name)
@@ -101,11 +112,6 @@ class MysqlDatabase(TestDatabase):
             "INSERT INTO oc_shares VALUES (1, 1), (2, 5)"]
         self.sql(";\n".join(statements) + ";")
 
-    def change(self) -> None:
-        self.sql("DELETE FROM oc_shares WHERE id = 2; UPDATE oc_filecache SET size = size + 1;"
-                 "INSERT INTO oc_blobs VALUES (9, 'new', 'added after the backup');"
-                 "CREATE TABLE oc_added_later (a INT)")
-
     def fingerprint(self) -> bytes:
         s = self.server
         argv = ["mariadb-dump", *s._mysql_conn(), "-u", s.admin_user, "--skip-dump-date",
@@ -117,18 +123,9 @@ class MysqlDatabase(TestDatabase):
         return int(self.sql(f"SELECT COUNT(*) FROM `{table}`"))
 
 
-class PgsqlDatabase(TestDatabase):
+class PgsqlDatabase(ServerDatabase):
     kind = "pgsql"
-
-    def __init__(self, server: Server, name: str, owner: str | None = None):
-        self.server, self.name, self.owner = server, name, owner
-        self.user_args = None
-
-    def args(self, **kw):
-        return self.user_args or self.server.args(self.name, **kw)
-
-    def sql(self, statement: str) -> str:
-        return self.server.sql(statement, database=self.name)
+    CHANGE = ServerDatabase.CHANGE + "SELECT nextval('oc_custom_seq');"
 
     def populate(self) -> None:
         self.server.create_database(self.name, owner=self.owner)
@@ -155,11 +152,6 @@ class PgsqlDatabase(TestDatabase):
             f"INSERT INTO oc_blobs VALUES (3, '\\x{_hex(LARGE_ROW)}', repeat('x', 70000))",
             "INSERT INTO oc_shares VALUES (1, 1), (2, 5)"]
         self.sql(";\n".join(([f'SET ROLE "{self.owner}"'] if self.owner else []) + statements) + ";")
-
-    def change(self) -> None:
-        self.sql("DELETE FROM oc_shares WHERE id = 2; UPDATE oc_filecache SET size = size + 1;"
-                 "INSERT INTO oc_blobs VALUES (9, 'new', 'added after the backup');"
-                 "SELECT nextval('oc_custom_seq'); CREATE TABLE oc_added_later (a INT)")
 
     def fingerprint(self) -> bytes:
         s = self.server
