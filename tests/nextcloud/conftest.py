@@ -42,31 +42,31 @@ def state_dir(tmp_path):
     return tmp_path / "state"
 
 
-@pytest.fixture
-def plain_install(nc_root):
-    """An installation on SQLite: enough for everything that does not dump."""
-    db, values = installs.sqlite_database(nc_root)
+def _install(nc_root, database_and_values):
+    db, values = database_and_values
     install = installs.build(nc_root, values)
     install.database = db
     return install
 
 
 @pytest.fixture
+def plain_install(nc_root):
+    """An installation on SQLite: enough for everything that does not dump."""
+    return _install(nc_root, installs.sqlite_database(nc_root))
+
+
+@pytest.fixture
 def mysql_install(nc_root, server_pool):
-    db, values = installs.mysql_database(server_pool.get("mysql", "local"))
-    install = installs.build(nc_root, values)
-    install.database = db
+    install = _install(nc_root, installs.mysql_database(server_pool.get("mysql", "local")))
     yield install
-    db.server.drop_database(db.name)
+    install.database.server.drop_database(install.database.name)
 
 
 @pytest.fixture
 def pgsql_install(nc_root, server_pool):
-    db, values = installs.pgsql_database(server_pool.get("pgsql", "local"))
-    install = installs.build(nc_root, values)
-    install.database = db
+    install = _install(nc_root, installs.pgsql_database(server_pool.get("pgsql", "local")))
     yield install
-    db.server.drop_database(db.name)
+    install.database.server.drop_database(install.database.name)
 
 
 @pytest.fixture
