@@ -10,11 +10,12 @@ half a file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from typing import Iterator
 
-from .errors import CantCreateError
+from .errors import CantCreateError, TempFailure
 
 
 @contextlib.contextmanager
@@ -64,6 +65,28 @@ def publish(temporary: str, path: str, overwrite: bool) -> None:
     except OSError as exc:
         raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
     fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, busy: str):
+    """Hold an flock on path (created 0600, directory 0700) for the block.
+
+    Held by another process: TempFailure (exit 75) with the message busy - the
+    caller can simply try again later.  The kernel drops the lock when we die,
+    so a killed job never leaves a stale lock behind."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise CantCreateError(f"cannot open lock file {path}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TempFailure(f"{busy} (lock {path} held); try again later") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(path: str) -> None:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
-import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from ..errors import CantCreateError, ConfigError, TempFailure
-from ..files import atomic_write
+from ..errors import CantCreateError, ConfigError
+from ..files import atomic_write, exclusive_lock
 from .installation import Installation
 
 DEFAULT_STATE_DIR = "/var/lib/dbpipe"
@@ -63,25 +61,9 @@ class StateStore:
             raise CantCreateError(f"cannot create state directory {self.directory}: "
                                   f"{exc.strerror}") from None
 
-    @contextlib.contextmanager
     def locked(self):
         """Hold the installation's lock for the whole hook; held -> exit 75."""
-        self._ensure_directory()
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise CantCreateError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise TempFailure(f"another dbpipe hook is working on {self.root} "
-                                      f"(lock {self.lock_path} held); try again later") from None
-                raise
-            yield
-        finally:
-            os.close(fd)
+        return exclusive_lock(self.lock_path, f"another dbpipe hook is working on {self.root}")
 
     def load(self) -> HookState | None:
         try:

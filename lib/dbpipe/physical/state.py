@@ -9,13 +9,11 @@ same chain from running at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from dataclasses import dataclass, field
 
-from ..errors import CantCreateError, TempFailure
-from ..files import atomic_write, fsync_directory
+from ..files import atomic_write, exclusive_lock, fsync_directory
 from ..log import log
 from .piece import Piece
 
@@ -106,17 +104,6 @@ class StateDir:
     @contextlib.contextmanager
     def locked(self):
         """Hold the chain's lock; another holder means another backup is running."""
-        try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise CantCreateError(f"cannot use the state directory {self.path}: {exc.strerror}") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise TempFailure(f"another backup of this chain is running (lock {self.path}/{LOCK_FILE})") from None
+        with exclusive_lock(os.path.join(self.path, LOCK_FILE), "another backup of this chain is running"):
             yield self
-        finally:
-            os.close(fd)
 
