@@ -20,7 +20,7 @@ from .installation import open_installation
 from .maintenance import DEFAULT_SETTLE, DEFAULT_WAIT, Maintenance
 from .occ import DEFAULT_TIMEOUT, Occ
 from .report import Report
-from .service import ServiceManager
+from ..services import ServiceManager
 from .state import DEFAULT_STATE_DIR, HookState, StateStore, now
 
 

@@ -117,7 +117,7 @@ def _stop(service: Service, datadir: str) -> None:
     try:
         service.stop()
         if os.path.isdir(datadir):
-            wait_until_stopped(datadir, service.timeout)
+            wait_until_stopped(datadir, service.manager.timeout)
     except BaseException:
         best_effort(f"starting {service.name} again", service.start)
         raise

@@ -20,7 +20,7 @@ import pymysql
 from ..engines.mysql import MysqlEngine, mysql_error, quote
 from ..errors import DataError, DbpipeError, UnavailableError
 from ..log import log
-from ..process import run
+from ..services import ServiceManager
 from ..target import Target
 
 LOCKED_FILES = ("ibdata1", "aria_log_control")
@@ -29,27 +29,16 @@ SYSTEM_SCHEMAS = ("information_schema", "performance_schema", "sys")
 
 @dataclass(frozen=True)
 class Service:
-    name: str
-    manager: str = "systemctl"
-    timeout: float = 600
+    """The database server's service, under whatever manages it."""
 
-    def argv(self, action: str) -> list[str]:
-        if os.path.basename(self.manager) == "service":
-            return [self.manager, self.name, action]
-        return [self.manager, action, self.name]
+    name: str
+    manager: ServiceManager
 
     def stop(self) -> None:
-        self._do("stop")
+        self.manager.stop(self.name)
 
     def start(self) -> None:
-        self._do("start")
-
-    def _do(self, action: str) -> None:
-        log.info("%s %s", action, self.name)
-        result = run(self.argv(action), timeout=self.timeout)
-        if result.code != 0:
-            raise UnavailableError(f"{' '.join(self.argv(action))} exited {result.code}: "
-                                   f"{result.last_error_line() or 'no output'}")
+        self.manager.start(self.name)
 
 
 def datadir_in_use(datadir: str) -> bool:

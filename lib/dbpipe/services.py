@@ -1,9 +1,10 @@
-"""Method 4.1: stop the web server (or PHP-FPM) instead of maintenance mode.
+"""Stopping and starting system services: the web server for the Nextcloud
+hooks' method 4.1, the database server around a mariabackup copy-back.
 
 systemctl when systemd runs, else service(8).  --service-manager names any
 program that answers like systemctl: `PROGRAM stop|start|is-active NAME`,
-exit 0 meaning success (for is-active: running).  Only services that were
-running are stopped, and only those are started again.
+exit 0 meaning success (for is-active: running); a program named `service`
+is called the service(8) way.  A test can stand in its own process manager.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..errors import UnavailableError
-from ..process import find_tool, run
+from .errors import UnavailableError
+from .log import log
+from .process import find_tool, run
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 
@@ -26,7 +28,8 @@ class ServiceManager:
     @classmethod
     def detect(cls, program: str | None = None, timeout: float = 300.0) -> "ServiceManager":
         if program:
-            return cls(program, "systemctl", timeout)
+            style = "service" if os.path.basename(program) == "service" else "systemctl"
+            return cls(program, style, timeout)
         if os.path.isdir(SYSTEMD_RUNNING):
             return cls(find_tool("systemctl"), "systemctl", timeout)
         return cls(find_tool("service", package_hint="init-system-helpers"), "service", timeout)
@@ -52,6 +55,7 @@ class ServiceManager:
         self._change("start", name)
 
     def _change(self, action: str, name: str) -> None:
+        log.info("%s %s", action, name)
         result = self._run(action, name)
         if result.code != 0:
             message = result.last_error_line() or f"exit {result.code}"
