@@ -49,11 +49,18 @@ def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | N
     literal %w means it was not expanded).  The replace code (a/w/o/n from
     $BareosReplace or %r) decides whether an existing file is overwritten.
     """
-    where = job.where if job.where is not None else _expanded(where_arg)
-    if not where or where.rstrip("/") == "":
+    where = bareos_where(where_arg, job)
+    if where is None:
         return None
     replace = job.replace if job.replace is not None else _expanded(replace_arg)
     return FileDestination(file_name, (replace or "a").strip() in ("a", "w", "o"), where)
+
+
+def bareos_where(where_arg: str | None, job: BareosJob) -> str | None:
+    """The Bareos restore location, or None for 'in place' (where empty or /,
+    or not known: no $BareosWhere and %w not expanded)."""
+    where = job.where if job.where is not None else _expanded(where_arg)
+    return where if where and where.strip("/") else None
 
 
 def _expanded(value: str | None) -> str | None:

@@ -14,23 +14,15 @@ import os
 from ..errors import CantCreateError, DataError, DbpipeError, IOFailure
 from ..files import fsync_directory, temporary_beside
 from ..log import BareosJob, human_bytes, log
+from ..restore import bareos_where
 from ..stream import write_all
 from ..transfer import Pump
 from .piece import Piece, StoredPiece, read_stored, stream_header
 
-UNEXPANDED = ("%w", "%r")
-
-
 def landing_dir(into: str, where_arg: str | None, job: BareosJob) -> str:
-    """--into, below the Bareos restore location when there is one (not /).
-
-    The location comes from $BareosWhere (Bareos 26+) or a '--where=%w'
-    argument (Bareos up to 25); a literal %w was not expanded.
-    """
-    where = job.where if job.where is not None else where_arg
-    if not where or any(code in where for code in UNEXPANDED) or not where.strip("/"):
-        return into
-    return os.path.join(where, into.lstrip("/"))
+    """--into, below the Bareos restore location when there is one (not /)."""
+    where = bareos_where(where_arg, job)
+    return os.path.join(where, into.lstrip("/")) if where else into
 
 
 def store(in_fd: int, directory: str) -> StoredPiece:
