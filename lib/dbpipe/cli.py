@@ -4,12 +4,14 @@ where exceptions become a log line and an exit code."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Sequence
 
 from . import __version__
 from .errors import DbpipeError, ExitCode, UsageError
-from .log import BareosJob, log, register_secret, setup
+from .bareos import BareosJob
+from .log import log, register_secret, setup
 from .process import cancellable
 from .target import ENGINE_TYPES, Target, finish, load_config, parse_port, profile_path, read_password_file
 
@@ -84,10 +86,13 @@ def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: 
 
 
 def run(program: str, main: Callable[[Sequence[str]], int | None],
-        argv: Sequence[str] | None = None) -> int:
-    """Run main; every failure becomes one log line and its exit code."""
+        argv: Sequence[str] | None = None, quiet_stderr: bool = False) -> int:
+    """Run main; every failure becomes one log line and its exit code.
+
+    quiet_stderr: only that line reaches stderr (a caller reads it as data)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    setup(program, BareosJob.from_environ(), verbose=bool({"-v", "--verbose"} & set(argv)))
+    setup(program, BareosJob.from_environ(), verbose=bool({"-v", "--verbose"} & set(argv)),
+          stderr_level=logging.ERROR if quiet_stderr else logging.NOTSET)
     try:
         with cancellable():
             return int(main(argv) or ExitCode.OK)

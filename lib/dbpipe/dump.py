@@ -11,7 +11,8 @@ import time
 from .engines import get_engine
 from .errors import DataError
 from .files import atomic_write
-from .log import BareosJob, Progress, human_bytes, log
+from .bareos import BareosJob
+from .log import Progress, human_bytes, log
 from .process import Child
 from .stream import Header, StreamWriter, Trailer
 from .target import Target

@@ -17,6 +17,15 @@ from typing import Iterator
 
 from .errors import CantCreateError, TempFailure
 
+STATE_ROOT_ENV = "DBPIPE_STATE_DIR"
+DEFAULT_STATE_ROOT = "/var/lib/dbpipe"
+
+
+def state_root() -> str:
+    """Where dbpipe keeps state: /var/lib/dbpipe, or $DBPIPE_STATE_DIR (e.g. set
+    for bareos-fd in a systemd drop-in, or by the tests)."""
+    return os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT
+
 
 @contextlib.contextmanager
 def temporary_beside(directory: str, prefix: str) -> Iterator[tuple[object, str]]:

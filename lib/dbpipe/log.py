@@ -13,7 +13,8 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+
+from .bareos import BareosJob, JobLog, JobLogHandler
 
 LOGGER_NAME = "dbpipe"
 SYSLOG_SOCKET_ENV = "DBPIPE_SYSLOG_SOCKET"
@@ -22,33 +23,6 @@ SYSLOG_FACILITY_DAEMON = 3
 
 log = logging.getLogger(LOGGER_NAME)
 _secrets: set[str] = set()
-
-
-@dataclass(frozen=True)
-class BareosJob:
-    """The job context bareos-fd (25 and newer) exports to bpipe programs."""
-
-    job_id: str = ""
-    level: str = ""
-    job_type: str = ""
-    where: str | None = None
-    replace: str | None = None
-
-    @classmethod
-    def from_environ(cls, environ=os.environ) -> "BareosJob":
-        return cls(
-            job_id=environ.get("BareosJobId", "").strip(),
-            level=environ.get("BareosJobLevel", "").strip(),
-            job_type=environ.get("BareosJobType", "").strip(),
-            where=environ.get("BareosWhere"),
-            replace=environ.get("BareosReplace"),
-        )
-
-    def label(self) -> str:
-        parts = [f"job {self.job_id}"] if self.job_id else []
-        parts += [f"level {self.level}"] if self.level else []
-        parts += [f"type {self.job_type}"] if self.job_type else []
-        return "Bareos " + ", ".join(parts) if parts else ""
 
 
 def register_secret(value: str | None) -> None:
@@ -110,7 +84,8 @@ class _UnixSyslogHandler(logging.Handler):
         super().close()
 
 
-def setup(program: str, job: BareosJob | None = None, verbose: bool = False) -> None:
+def setup(program: str, job: BareosJob | None = None, verbose: bool = False,
+          stderr_level: int = logging.NOTSET) -> None:
     """Configure the 'dbpipe' logger for one executable."""
     logging.raiseExceptions = False
     job = job or BareosJob.from_environ()
@@ -123,6 +98,7 @@ def setup(program: str, job: BareosJob | None = None, verbose: bool = False) -> 
 
     stderr = _QuietStreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter(f"{program}: %(message)s"))
+    stderr.setLevel(stderr_level)
     log.addHandler(stderr)
 
     address = os.environ.get(SYSLOG_SOCKET_ENV, DEFAULT_SYSLOG_SOCKET)
@@ -130,6 +106,10 @@ def setup(program: str, job: BareosJob | None = None, verbose: bool = False) -> 
     syslog.setFormatter(logging.Formatter(f"{tag}%(message)s"))
     syslog.setLevel(logging.INFO)
     log.addHandler(syslog)
+    if job.job_id.isdigit():
+        record = JobLog(job.job_id)
+        record.prune()
+        log.addHandler(JobLogHandler(record, program))
     logging.getLogger("sh").setLevel(logging.WARNING)
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from .engines import RestoreOptions, get_engine
 from .errors import DataError, IOFailure
 from .files import atomic_write
-from .log import BareosJob, human_bytes, log
+from .bareos import BareosJob
+from .log import human_bytes, log
 from .stream import Header, Trailer, write_all
 from .target import Target
 from .transfer import Pump

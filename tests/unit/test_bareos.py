@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dbpipe.errors import EXIT_CODE_TABLE, Cancelled, ExitCode
-from dbpipe.log import BareosJob
+from dbpipe.bareos import BareosJob
 from dbpipe.restore import FileDestination, bareos_destination
 from dbpipe.stream import Header
 
@@ -101,3 +101,37 @@ def test_exit_codes_are_sysexits_below_200_and_documented():
     assert [code for code, _ in EXIT_CODE_TABLE] == list(ExitCode)
     assert Cancelled(15).code == 143 and Cancelled(2).code == 130 and Cancelled(1).code == 129
     assert str(Cancelled(15)) == "cancelled by SIGTERM"
+
+
+# --- the job-log channel and the exit status Bareos shows ---------------------------------
+
+def test_the_bpipe_status_carries_the_exit_code():
+    from dbpipe.bareos import exit_code_of
+    assert exit_code_of(268435533) == 77       # 0x10000000 | 77
+    assert exit_code_of(268435459) == 3
+    assert exit_code_of(77) is None and exit_code_of(0x20000000) is None
+
+
+def test_a_job_record_is_printed_once_and_old_ones_are_pruned(tmp_path):
+    import os
+    from dbpipe.bareos import JOBLOG_MAX_AGE, JobLog
+    record = JobLog("42", str(tmp_path))
+    record.append("dbpipe-dump: first")
+    record.append("dbpipe-dump: second\n")
+    assert os.stat(record.path).st_mode & 0o777 == 0o600
+    assert record.take() == ["dbpipe-dump: first", "dbpipe-dump: second"]
+    assert record.take() == []
+    stale, fresh = JobLog("1", str(tmp_path)), JobLog("2", str(tmp_path))
+    stale.append("x")
+    fresh.append("y")
+    old = os.stat(stale.path).st_mtime - JOBLOG_MAX_AGE - 10
+    os.utime(stale.path, (old, old))
+    fresh.prune()
+    assert not os.path.exists(stale.path) and os.path.exists(fresh.path)
+
+
+def test_only_a_numeric_job_id_names_a_record():
+    import pytest
+    from dbpipe.bareos import JobLog
+    with pytest.raises(ValueError):
+        JobLog("../../etc/passwd")

@@ -45,6 +45,9 @@ class Engine(abc.ABC):
     name: ClassVar[str]
     # (regex on the tool's stderr, exception class) - first match wins
     failure_patterns: ClassVar[list[tuple[str, type[DbpipeError]]]] = []
+    # what the server said, short enough for one line of a Bareos job log
+    # (RunScript output is split at ~129 characters): replaces the tool's line
+    reasons: ClassVar[list[str]] = []
 
     # --- dump -------------------------------------------------------------
     @abc.abstractmethod
@@ -63,6 +66,10 @@ class Engine(abc.ABC):
         return self.classify(child.failure(), child.stderr_text())
 
     def classify(self, message: str, details: str = "") -> DbpipeError:
+        reason = next((found.group(0) for found in (re.search(p, details or message, re.IGNORECASE)
+                                                   for p in self.reasons) if found), None)
+        if reason:
+            message = reason[0].lower() + reason[1:]
         for pattern, error_class in self.failure_patterns:
             if re.search(pattern, details or message, re.IGNORECASE):
                 return error_class(message)

@@ -74,6 +74,7 @@ class MysqlEngine(Engine):
         (r"\b1049\b|unknown database", NoInputError),
         (r"\b(2002|2003|2005|2006|2013)\b|can't connect|lost connection|gone away", UnavailableError),
     ]
+    reasons = [r"access denied for user '[^']*'@'[^']*'", r"unknown database '[^']*'"]
 
     # --- dump -------------------------------------------------------------
     @contextlib.contextmanager

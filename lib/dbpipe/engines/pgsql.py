@@ -169,6 +169,8 @@ class PgsqlEngine(Engine):
          r"connection|terminating connection|connection to server|no such file or directory",
          UnavailableError),
     ]
+    reasons = [r'password authentication failed for user "[^"]*"', r'role "[^"]*" does not exist',
+               r'database "[^"]*" does not exist']
 
     # --- dump -------------------------------------------------------------
     @contextlib.contextmanager

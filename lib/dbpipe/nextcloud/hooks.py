@@ -14,7 +14,8 @@ from typing import Callable
 from ..dump import dump_to_file
 from ..engines import RestoreOptions
 from ..errors import ConfigError, DbpipeError, NoInputError, TempFailure, UnavailableError, UsageError
-from ..log import BareosJob, human_bytes, log
+from ..bareos import BareosJob
+from ..log import human_bytes, log
 from ..restore import restore
 from ..stream import HEADER_PREFIX
 from ..target import Target

@@ -16,10 +16,10 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from ..errors import CantCreateError, ConfigError
-from ..files import atomic_write, exclusive_lock
+from ..files import atomic_write, exclusive_lock, state_root
 from .installation import Installation
 
-DEFAULT_STATE_DIR = "/var/lib/dbpipe"
+DEFAULT_STATE_DIR = state_root()
 METHODS = ("maintenance", "service")
 
 

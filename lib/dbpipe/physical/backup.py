@@ -20,7 +20,8 @@ from ..credentials import private_directory
 from ..dump import utc_now
 from ..engines.mysql import MysqlEngine
 from ..errors import DataError, NoInputError
-from ..log import BareosJob, Progress, human_bytes, log
+from ..bareos import BareosJob
+from ..log import Progress, human_bytes, log
 from ..process import Child
 from ..stream import StreamWriter
 from ..target import Target

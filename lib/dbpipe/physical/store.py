@@ -13,7 +13,8 @@ import os
 
 from ..errors import CantCreateError, DataError, DbpipeError, IOFailure
 from ..files import fsync_directory, temporary_beside
-from ..log import BareosJob, human_bytes, log
+from ..bareos import BareosJob
+from ..log import human_bytes, log
 from ..restore import bareos_where
 from ..stream import write_all
 from ..transfer import Pump

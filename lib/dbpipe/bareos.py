@@ -1,0 +1,114 @@
+"""What dbpipe knows about Bareos, in one place.
+
+- The job environment bareos-fd 25+ gives bpipe programs (BareosJobId, ...).
+  RunScript commands get none of it; they are passed %i instead.
+- How a failed bpipe program shows up: the job log says only
+  "Error closing stream for pseudo file /X: 268435533", which is
+  0x10000000 | exit code (here 77).
+- The job-log channel.  bareos-fd throws a bpipe reader's stderr away, but
+  every line a client RunScript prints reaches the job log.  So each dbpipe
+  program running inside a job appends its log lines to a per-job record
+  (JobLog), and the shipped jobs end with a RunScript, `dbpipe-joblog %i`,
+  that prints the record into the job log and removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from .files import state_root
+
+BPIPE_EXIT_FLAG = 0x10000000
+JOBLOG_MAX_AGE = 30 * 86400     # records of jobs whose RunScript never ran
+JOB_STATUS = {
+    "T": "terminated normally", "W": "terminated normally with warnings",
+    "E": "terminated in error", "e": "non-fatal error", "f": "fatal error",
+    "A": "canceled by the user", "R": "running", "C": "created, not yet running",
+}
+
+
+@dataclass(frozen=True)
+class BareosJob:
+    """The job context bareos-fd (25 and newer) exports to bpipe programs."""
+
+    job_id: str = ""
+    level: str = ""
+    job_type: str = ""
+    where: str | None = None
+    replace: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ=os.environ) -> "BareosJob":
+        return cls(
+            job_id=environ.get("BareosJobId", "").strip(),
+            level=environ.get("BareosJobLevel", "").strip(),
+            job_type=environ.get("BareosJobType", "").strip(),
+            where=environ.get("BareosWhere"),
+            replace=environ.get("BareosReplace"),
+        )
+
+    def label(self) -> str:
+        parts = [f"job {self.job_id}"] if self.job_id else []
+        parts += [f"level {self.level}"] if self.level else []
+        parts += [f"type {self.job_type}"] if self.job_type else []
+        return "Bareos " + ", ".join(parts) if parts else ""
+
+
+def exit_code_of(status: int) -> int | None:
+    """The program's exit code in a bpipe 'Error closing stream' status, if it is one."""
+    return status - BPIPE_EXIT_FLAG if BPIPE_EXIT_FLAG <= status < BPIPE_EXIT_FLAG + 256 else None
+
+
+class JobLog:
+    """The per-job record that `dbpipe-joblog %i` prints into the job log."""
+
+    def __init__(self, job_id: str, directory: str | None = None):
+        if not job_id.isdigit():
+            raise ValueError(f"not a Bareos JobId: {job_id!r}")
+        self.directory = directory or os.path.join(state_root(), "joblog")
+        self.path = os.path.join(self.directory, f"{job_id}.log")
+
+    def append(self, line: str) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+    def take(self) -> list[str]:
+        """The record's lines; the record is gone afterwards."""
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            return []
+        os.unlink(self.path)
+        return lines
+
+    def prune(self, now: float | None = None) -> None:
+        """Remove records of jobs that never printed theirs (e.g. no RunScript)."""
+        cutoff = (now or time.time()) - JOBLOG_MAX_AGE
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.directory):
+                if entry.name.endswith(".log") and entry.stat().st_mtime < cutoff:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+
+class JobLogHandler(logging.Handler):
+    """Copies log lines into the job's record; never fails the program."""
+
+    def __init__(self, record: JobLog, program: str):
+        super().__init__(logging.INFO)
+        self.record, self.program = record, program
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:   # the message only: a traceback stays in syslog
+            self.record.append(f"{self.program}: {record.getMessage()}")
+        except OSError:
+            pass
