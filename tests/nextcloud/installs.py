@@ -134,13 +134,13 @@ def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
           occ: bool = True, users=USERS) -> Installation:
     """Write the tree; split maps extra file names to the keys they carry."""
     (root / "config").mkdir(parents=True)
-    data = root / "data"
-    data.mkdir(exist_ok=True)
+    values = {**base_system(root), **db_values}
+    data = Path(values["datadirectory"])
+    data.mkdir(parents=True, exist_ok=True)
     (data / ".ocdata").write_text("")
     for user in users:
         (data / user / "files").mkdir(parents=True)
         (data / user / "files" / "Readme.md").write_text(f"hello {user}\n")
-    values = {**base_system(root), **db_values}
     split = split or {}
     moved = {key for extra in split.values() for key in extra}
     (root / "config" / "config.php").write_text(php_config({k: v for k, v in values.items()

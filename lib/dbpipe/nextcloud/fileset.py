@@ -1,0 +1,70 @@
+"""What a Nextcloud backup must include and may leave out, read from the
+installation itself.
+
+A FileSet with hard-coded paths silently misses a data directory moved out of
+the web root (config.php 'datadirectory', e.g. /srv/nextcloud-data), and ends
+every job with W where custom_apps does not exist.  Bareos runs
+`File = "\\|command"` on the client and backs up the lines it prints, so the
+shipped FileSets ask this module instead: config/, the real data directory,
+themes/ and every writable apps_paths entry that exists; and, for the Exclude
+block, what is cheap to lose (previews, the updater's copies of old releases,
+Nextcloud's own log files).
+
+bareos-fd merges the command's stderr into the list it reads: nothing but
+paths may be printed, and a warning on stderr would become a bogus file name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+from .config import php_truthy, read_system_config, with_environment
+from .installation import Installation
+
+
+@dataclass(frozen=True)
+class FileList:
+    include: list[str]
+    exclude: list[str]
+
+
+def file_list(installation: Installation, values: dict | None = None) -> FileList:
+    """values: the merged system config (read through PHP when not given)."""
+    if values is None:
+        values = with_environment(read_system_config(installation))
+    data = os.path.realpath(str(values.get("datadirectory") or os.path.join(installation.root, "data")))
+    include = [os.path.join(installation.root, "config"), data, os.path.join(installation.root, "themes")]
+    include += writable_app_dirs(installation.root, values.get("apps_paths"))
+    return FileList(_existing_once(include), excluded(data, values))
+
+
+def writable_app_dirs(root: str, apps_paths) -> list[str]:
+    """Where the app store installs apps (OC::initPaths: without apps_paths, apps/ is writable)."""
+    if not apps_paths:
+        return [os.path.join(root, "apps")]
+    entries = apps_paths.values() if isinstance(apps_paths, dict) else apps_paths
+    return [str(entry["path"]) for entry in entries
+            if isinstance(entry, dict) and entry.get("path") and php_truthy(entry.get("writable"))]
+
+
+def excluded(data: str, values: dict) -> list[str]:
+    """Regenerated on demand, code rather than data, or logs: not worth a restore."""
+    instance = str(values.get("instanceid") or "")
+    paths = [os.path.join(data, f"appdata_{instance}", "preview")] if instance else []
+    paths += glob.glob(os.path.join(glob.escape(data), "updater-*", "backups"))
+    for log_file in (values.get("logfile") or os.path.join(data, "nextcloud.log"),
+                     values.get("logfile_audit") or os.path.join(data, "audit.log"),
+                     os.path.join(data, "updater.log")):
+        paths += [str(log_file)] + glob.glob(glob.escape(str(log_file)) + ".[0-9]*")
+    return sorted(set(paths))
+
+
+def _existing_once(paths: list[str]) -> list[str]:
+    """Existing directories, each once, none inside another (Bareos would read it twice)."""
+    result: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)}):
+        if not any(path.startswith(parent.rstrip("/") + "/") for parent in result):
+            result.append(path)
+    return result
