@@ -42,8 +42,11 @@ def verify(in_fd: int, label: str) -> Report:
     return Report(trailer, counter.count)
 
 
-def test_restore(in_fd: int, label: str, target: Target) -> Report:
-    """Verify and load the stream into a scratch database, then check it."""
+def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ...] = ()) -> Report:
+    """Verify and load the stream into a scratch database, then check it.
+
+    required: tables the application cannot run without (e.g. Nextcloud's
+    oc_filecache): a stream that loads but lacks them is no usable backup."""
     counter = TableCounter()
     pump = Pump(in_fd, label, observer=counter)
     header = pump.require_header("stream to verify")
@@ -55,4 +58,8 @@ def test_restore(in_fd: int, label: str, target: Target) -> Report:
         rows = engine.table_rows(scratch)
     if len(rows) < counter.count:
         raise DataError(f"test restore has {len(rows)} tables, the stream creates {counter.count}")
+    present = {name.rsplit(".", 1)[-1] for name in rows}   # pgsql: schema.table
+    missing = [name for name in required if name not in present]
+    if missing:
+        raise DataError(f"test restore lacks the tables {', '.join(missing)}")
     return Report(trailer, counter.count, rows, restored=True)

@@ -24,6 +24,8 @@ from .occ import DEFAULT_TIMEOUT, Occ, occ_message, parse_json
 TYPES = {"mysql": "mysql", "pgsql": "pgsql", "sqlite": "sqlite", "sqlite3": "sqlite"}
 DEFAULT_DBNAME = "owncloud"
 DEFAULT_PREFIX = "oc_"
+# tables every Nextcloud has (core migrations); a restore drill requires them
+CORE_TABLES = ("appconfig", "filecache", "storages", "users")
 _HOST_SUFFIX = re.compile(r"^(.*):([^\]:]+)$")   # ConnectionFactory::splitHostFromPortAndSocket
 _BRACKETS = re.compile(r"^\[([^\]]+)\]$")
 
