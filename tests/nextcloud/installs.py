@@ -159,7 +159,7 @@ def give_to_web_user(root: Path) -> None:
         os.chown(directory, account.pw_uid, account.pw_gid)
         for name in files:
             os.chown(os.path.join(directory, name), account.pw_uid, account.pw_gid)
-    for path in (root / "config").iterdir():
+    for path in (root / "config").iterdir() if (root / "config").is_dir() else ():
         os.chmod(path, 0o640)
 
 
