@@ -5,6 +5,9 @@
 - How a failed bpipe program shows up: the job log says only
   "Error closing stream for pseudo file /X: 268435533", which is
   0x10000000 | exit code (here 77).
+- A Restore job cannot be scheduled, and a Console RunScript may not run
+  `restore` ("Can't use restore command in a runscript"): the restore drill's
+  Admin job runs a command on the director that asks bconsole (Bconsole).
 - The job-log channel.  bareos-fd throws a bpipe reader's stderr away, but
   every line a client RunScript prints reaches the job log.  So each dbpipe
   program running inside a job appends its log lines to a per-job record
@@ -17,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 
+from .errors import UnavailableError
 from .files import state_root
 
 BPIPE_EXIT_FLAG = 0x10000000
@@ -61,6 +66,29 @@ class BareosJob:
 def exit_code_of(status: int) -> int | None:
     """The program's exit code in a bpipe 'Error closing stream' status, if it is one."""
     return status - BPIPE_EXIT_FLAG if BPIPE_EXIT_FLAG <= status < BPIPE_EXIT_FLAG + 256 else None
+
+
+@dataclass(frozen=True)
+class Bconsole:
+    """bconsole on the director host, for what a RunScript Console may not do."""
+
+    program: str
+    config: str
+    timeout: float = 120.0
+
+    def restore_newest(self, client: str, fileset: str, restore_job: str, path: str) -> int:
+        """Start restore_job for the newest backed-up version of path; its JobId."""
+        from .process import run
+        command = (f"restore client={client} fileset={fileset} restorejob={restore_job} "
+                   f"file={path} current done yes\nquit\n")
+        result = run([self.program, "-c", self.config], input=command, timeout=self.timeout)
+        queued = re.search(r"Job queued\. JobId=(\d+)", result.stdout)
+        if result.code != 0 or not queued:
+            said = [line.strip() for line in result.stdout.splitlines() + result.stderr.splitlines()
+                    if re.search(r"error|no database record|not found|unknown|denied", line, re.I)]
+            raise UnavailableError(f"bconsole started no {restore_job} job for {path}: "
+                                   f"{said[-1] if said else f'exit {result.code}'}")
+        return int(queued.group(1))
 
 
 class JobLog:
