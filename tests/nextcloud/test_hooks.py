@@ -8,7 +8,7 @@ import os
 import signal
 import stat
 
-from ..helpers import dbpipe
+from ..helpers import chown_tree, dbpipe, id_without_account
 from . import installs
 from .conftest import lines, text
 
@@ -52,6 +52,27 @@ def test_before_then_after_switches_maintenance_on_and_off(plain_install, run_ho
     assert {call["uid"] for call in plain_install.calls()} == {web.pw_uid}
     st = plain_install.config_file.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (web.pw_uid, 0o640)  # as rewritten by occ
+
+
+def test_an_owner_without_passwd_entry_runs_occ_php_and_sqlite3(nc_root, run_hook, state_dir, env):
+    """config.php and the SQLite file owned by a bare uid: discovery, the dump
+    and every occ call run as that uid (before: exit 78, and 70 for sqlite)."""
+    _, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, values)
+    owner = id_without_account()
+    chown_tree(nc_root, owner, owner)
+
+    dumped = dbpipe("dbpipe-dump", "--nextcloud", nc_root, env=env)
+    before = run_hook(BEFORE, install)
+    on = install.maintenance
+    after = run_hook(AFTER, install)
+
+    assert dumped.returncode == 0, dumped.stderr.decode()
+    assert before.returncode == 0 and on, text(before)
+    assert after.returncode == 0, text(after)
+    assert_back_to_normal(install, state_dir)
+    assert {call["uid"] for call in install.calls()} == {owner}
+    assert install.config_file.stat().st_uid == owner
 
 
 def test_an_admins_maintenance_mode_stays_on(plain_install, run_hook, state_dir):
