@@ -12,6 +12,13 @@ from ..helpers import dbpipe
 from . import installs
 from .conftest import lines, text
 
+
+@pytest.fixture(params=installs.OCC_VARIANTS, autouse=True)
+def occ_variant(request):
+    """Every test here runs against today's occ and the next Nextcloud's."""
+    return request.param
+
+
 BEFORE, AFTER, RESTORE = "nextcloud-before-backup", "nextcloud-after-backup", "nextcloud-after-restore"
 MARKER = "dbpipe.maintenance"
 
@@ -135,9 +142,9 @@ def test_unknown_scan_user_fails_after_maintenance_is_off(plain_install, run_hoo
     assert plain_install.scanned() == ["alice"]
 
 
-def test_database_older_than_the_code_is_reported(nc_root, run_hook):
+def test_database_older_than_the_code_is_reported(nc_root, run_hook, occ_variant):
     db, values = installs.sqlite_database(nc_root)
-    install = installs.build(nc_root, {**values, "version": "28.0.9.2"})
+    install = installs.build(nc_root, {**values, "version": "28.0.9.2"}, variant=occ_variant)
 
     result = run_hook(RESTORE, install, "--scan-all")
 

@@ -119,8 +119,7 @@ def _begin_restore(hook: Hook, scan: Scan) -> HookState:
 def _new_fingerprint(hook: Hook) -> None:
     """While still in maintenance mode: sync clients must not see the restored
     state before they know it is a restored one."""
-    result = hook.occ.run("maintenance:data-fingerprint")
-    value = result.stdout.strip().rsplit(" ", 1)[-1] if result.stdout.strip() else "?"
+    value = hook.maintenance.config.new_fingerprint()
     hook.report.step(f"data fingerprint: updated to {value[:32]}")
 
 
