@@ -3,7 +3,9 @@ MariaDB, PostgreSQL and SQLite installations, and its failure paths."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import signal
 
 import pytest
@@ -108,6 +110,83 @@ def test_fingerprint_failure_puts_maintenance_back_and_skips_the_scan(plain_inst
     assert "occ maintenance:data-fingerprint failed (exit 1): Disk quota exceeded" in text(result)
     assert not plain_install.maintenance
     assert plain_install.scanned() == []
+
+
+def last_error(result) -> str:
+    return [line for line in result.stderr.decode().splitlines() if line.strip()][-1]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+def test_fingerprint_failing_after_the_database_was_replaced_keeps_nextcloud_closed(
+        engine, request, run_hook, tmp_path, state_dir, env):
+    """The seen case: the database is restored, then data-fingerprint fails.
+    Maintenance mode stays on (sync clients must not meet restored data under
+    the old fingerprint), one line names the command that finishes the job,
+    no backup hook can end it, and the named command does."""
+    install = request.getfixturevalue("plain_install" if engine == "sqlite" else "mysql_install")
+    dump = tmp_path / "nextcloud.sql"
+    back_up(install, run_hook, dump)
+    expected = content(install.database)
+    install.database.change()
+    install.fail({"match": "maintenance:data-fingerprint", "message": "Disk quota exceeded"})
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--scan-user", "alice")
+
+    finish = f"nextcloud-after-restore {install.root} --state-dir {state_dir} --scan-user alice"
+    assert result.returncode == 69, text(result)
+    assert last_error(result) == (
+        "nextcloud-after-restore: occ maintenance:data-fingerprint failed (exit 1): Disk quota exceeded; "
+        f"the restore is half-finished, so Nextcloud stays in maintenance mode; finish it with: {finish}")
+    assert "failed after the restore changed data: maintenance mode stays on" in lines(result)
+    assert install.maintenance and install.config()[MARKER] is True
+    assert install.config()["data-fingerprint"] == ""
+    assert content(install.database) == expected          # the restored data, as restored
+    assert install.scanned() == []
+    if engine == "sqlite":                                 # leftovers: only the kept old copy
+        names = os.listdir(os.path.dirname(install.database.path))
+        assert [n for n in names if ".dbpipe-" in n and ".dbpipe-old-" not in n] == []
+    else:
+        assert [n for n in install.database.server.sql("SHOW DATABASES").split()
+                if n.startswith(install.database.name) and "__dbpipe_new_" in n] == []
+
+    for hook in (BEFORE, AFTER):                           # a backup job must not open it
+        refused = run_hook(hook, install)
+        assert refused.returncode == 75, text(refused)
+        assert f"half-finished and Nextcloud stays in maintenance mode; finish it first with: {finish}" \
+            in last_error(refused)
+    assert install.maintenance
+
+    install.fail()
+    argv = shlex.split(finish)
+    done = dbpipe(argv[0], *argv[1:], "--settle", "0", env=env)
+
+    assert done.returncode == 0, text(done)
+    config = install.config()
+    assert config["maintenance"] is False and MARKER not in config
+    assert re.fullmatch(r"[0-9a-f]{32}", config["data-fingerprint"])
+    assert install.scanned() == ["alice"] and list(state_dir.glob("*.json")) == []
+    assert content(install.database) == expected
+
+
+def test_a_restored_config_keeps_nextcloud_closed_when_the_dump_is_refused(plain_install, run_hook,
+                                                                           tmp_path, state_dir):
+    """config/ came back from the backup (maintenance on, our marker): data has
+    changed before the hook ran, so even a refused dump keeps it closed."""
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    saved_config = back_up(install, run_hook, dump)
+    install.database.change()
+    live = install.database.fingerprint()
+    install.config_file.write_bytes(saved_config)
+    dump.write_bytes(dump.read_bytes()[:-200])             # truncated on the way back
+
+    result = run_hook(RESTORE, install, "--dump-from", dump)
+
+    assert result.returncode == 65, text(result)
+    assert last_error(result).endswith(
+        "the restore is half-finished, so Nextcloud stays in maintenance mode; finish it with: "
+        f"nextcloud-after-restore {install.root} --state-dir {state_dir} --dump-from {dump}")
+    assert install.maintenance and install.database.fingerprint() == live
+    assert install.config()["data-fingerprint"] == ""
 
 
 def test_sigterm_during_restore_puts_maintenance_back(plain_install, start_hook):

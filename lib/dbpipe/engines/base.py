@@ -7,7 +7,7 @@ import contextlib
 import re
 import subprocess
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import Callable, ClassVar, Iterator
 
 from ..errors import DataError, DbpipeError, UnavailableError
 from ..process import Child, RunAs
@@ -26,11 +26,36 @@ class DumpCommand:
     run_as: RunAs | None = None
 
 
+class LiveChange:
+    """Whether a restore has begun to change the live target and not put it back.
+
+    Every engine calls begin() just before its first change to the live
+    target - from then on a failure may leave it half replaced - and
+    reverted() when a failure provably put it back as it was.  Whoever must
+    protect a half-finished restore (the Nextcloud hooks keep maintenance
+    mode on) passes on_begin, which makes that known durably *before* the
+    change: if on_begin fails, nothing was changed."""
+
+    def __init__(self, on_begin: Callable[[], None] | None = None):
+        self.changed = False
+        self._on_begin = on_begin
+
+    def begin(self) -> None:
+        if not self.changed:
+            if self._on_begin is not None:
+                self._on_begin()
+            self.changed = True
+
+    def reverted(self) -> None:
+        self.changed = False
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     mode: str = "auto"            # mysql: auto | atomic | replace
     keep_old: bool = True         # keep what the restore replaced, so it can be undone
     temp_dir: str | None = None   # where replace mode spools the stream
+    live: LiveChange = field(default_factory=LiveChange, compare=False)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..process import Child, find_tool
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
 DUMP_COMPLETE = b"\n-- Dump completed"
@@ -133,7 +133,7 @@ class MysqlEngine(Engine):
                 return self._replace(conn, target, pump, options, "account may not create databases")
             try:
                 self._load(target.merged(database=staging), pump)
-                kept = Swap(conn, target.database, staging).run(options.keep_old)
+                kept = Swap(conn, target.database, staging).run(options.keep_old, options.live)
             finally:
                 _drop_database(conn, staging)
         return RestoreResult("atomic (staging database + RENAME TABLE)", kept)
@@ -173,6 +173,7 @@ class MysqlEngine(Engine):
                 self._dump_to_file(target, safety)
             else:
                 _create_database(conn, target.database, like=None)
+            options.live.begin()
             _drop_everything(conn, target.database)
             try:
                 self._load_file(target, spool, target.database)
@@ -184,6 +185,7 @@ class MysqlEngine(Engine):
     def _roll_back(self, conn, target, safety, options, error: DbpipeError):
         _drop_everything(conn, target.database)
         if not os.path.exists(safety):
+            options.live.reverted()
             raise DataError(f"{error}; the database was empty before and is empty again") from None
         try:
             self._load_file(target, safety, target.database)
@@ -191,6 +193,7 @@ class MysqlEngine(Engine):
             kept = _keep_file(safety, target.database, options)
             raise DataError(f"{error}; putting the previous content back also failed ({second}); "
                             f"it is saved in {kept}") from None
+        options.live.reverted()
         raise DataError(f"{error}; the previous content was put back") from None
 
     def _dump_to_file(self, target: Target, path: str) -> None:
@@ -365,7 +368,8 @@ class Swap:
     def __init__(self, conn, live: str, staging: str):
         self.conn, self.live, self.staging = conn, live, staging
 
-    def run(self, keep_old: bool) -> str:
+    def run(self, keep_old: bool, live: LiveChange) -> str:
+        live.begin()
         if not _database_exists(self.conn, self.live):
             _create_database(self.conn, self.live, like=self.staging)
         side = side_name(self.live, "old")
@@ -379,6 +383,7 @@ class Swap:
             self._rename(side)
         except DbpipeError:
             self._recreate(self.live, old_triggers)
+            live.reverted()
             _drop_database(self.conn, side)
             raise
         self._replace_code(new_code, new_triggers, new_views)

@@ -20,7 +20,7 @@ from ..process import find_tool, run
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
@@ -109,6 +109,7 @@ END
 $dbpipe$;
 """.encode()
 COMMIT = b"\nCOMMIT;\n"
+PSQL_SCRIPT_ERROR = 3  # psql's exit code when ON_ERROR_STOP stopped the script: no COMMIT ran
 
 
 def conninfo(database: str) -> str:
@@ -227,20 +228,31 @@ class PgsqlEngine(Engine):
     def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
         check_engine(self.name, pump)
         self._ensure_database(target)
-        self._load(target, pump)
+        self._load(target, pump, options.live)
         return RestoreResult("one transaction (drop everything, load, commit after verification)")
 
-    def _load(self, target: Target, pump: Pump) -> Trailer:
+    def _load(self, target: Target, pump: Pump, live: LiveChange | None = None) -> Trailer:
+        """The whole stream in one transaction; COMMIT goes out only once the
+        trailer checked out, and from then on the target may have changed."""
         argv = [_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *connection_args(target),
                 f"--dbname={conninfo(target.database)}"]
         lobs = LargeObjectTransactions()
+        live = live or LiveChange()
         with pgpass_environment(target.password) as env, loader(
                 argv, label="psql", env_extra=env) as child:
             sink = feed_child(child)
             pump.send(sink, PRELUDE)
             trailer = pump.run(lambda data: sink(lobs.feed(data)))
-            pump.send(sink, lobs.flush() + COMMIT)
-            finish_load(child, pump)
+            pump.send(sink, lobs.flush())
+            if pump.sink_error is None:
+                live.begin()
+            pump.send(sink, COMMIT)
+            try:
+                finish_load(child, pump)
+            except DataError:
+                if child.proc.returncode == PSQL_SCRIPT_ERROR:
+                    live.reverted()
+                raise
         return trailer
 
     def load_all(self, target: Target, pump: Pump) -> Trailer:

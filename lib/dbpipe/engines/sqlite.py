@@ -74,6 +74,7 @@ class SqliteEngine(Engine):
             journal = self._sql(path, "PRAGMA journal_mode", owner, readonly=True) if exists else ""
             self._check_and_prepare(new, journal, owner)
             kept = self._keep_previous(path, owner) if exists and options.keep_old else ""
+            options.live.begin()
             _swap_in(new, path)
         log.info("restored %s%s", path, f"; previous database kept as {kept}" if kept else "")
         return RestoreResult("new file + atomic rename", kept)

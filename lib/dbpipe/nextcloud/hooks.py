@@ -2,17 +2,20 @@
 
 Each flow records what it is about to change before changing it, undoes its
 own changes on any failure, signal or timeout, and leaves the record for the
-next hook when even the undo fails, so nothing can get stuck for good.
+next hook when even the undo fails, so nothing can get stuck for good.  A
+restore that has changed data is the exception: it stays closed (see
+cycle.Hook.protecting) until nextcloud-after-restore finishes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Callable
 
 from ..dump import dump_to_file
-from ..engines import RestoreOptions
+from ..engines import LiveChange, RestoreOptions
 from ..errors import ConfigError, DbpipeError, NoInputError, TempFailure, UnavailableError, UsageError
 from ..log import BareosJob, human_bytes, log
 from ..restore import restore
@@ -70,6 +73,7 @@ def after_backup(options: HookOptions, dump_to: str | None, keep_dump: bool,
 
 def _finish_cycle(hook: Hook) -> None:
     state = hook.store.load()
+    hook.refuse_if_unfinished(state)
     if state is None and hook.options.method == "maintenance" and hook.maintenance_now()[1]:
         state = HookState(hook.installation.root, "maintenance", False, hook="our marker in config.php")
     if state is None:
@@ -82,20 +86,24 @@ def _finish_cycle(hook: Hook) -> None:
 
 def after_restore(options: HookOptions, dump_from: str | None, target: Callable[[], Target],
                   scan: Scan, restore_options: RestoreOptions, report: Report) -> None:
-    """Maintenance on, atomic restore, new data fingerprint, previous state, files:scan."""
+    """Maintenance on, atomic restore, new data fingerprint, previous state, files:scan.
+
+    From the first change of data on - the load passing its point of no
+    return, or a config/ that came back from a backup - a failure leaves
+    maintenance mode on and names the command that finishes the restore."""
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
-        state = _begin_restore(hook, scan)
-        try:
+        state = _begin_restore(hook, scan, dump_from)
+        with hook.protecting(state, deadline):
             hook.quiesce(state)
             if source is not None:
-                restore(database, source.fileno(), restore_options)
+                live = LiveChange(lambda: hook.mark_unfinished(state, hook.finish_command(dump_from, scan)))
+                restore(database, source.fileno(), dataclasses.replace(restore_options, live=live))
                 report.step(f"database restored from {dump_from} ({database.describe()})")
+                hook.mark_unfinished(state, hook.finish_command(None, scan))
             _new_fingerprint(hook)
-        except BaseException:
-            hook.undo(state, deadline)
-            raise
+            hook.mark_unfinished(state, "")  # finished: from here on a failure puts back
         with shielded():
             hook.resume(state)
         if scan:
@@ -104,16 +112,28 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     report.step("done")
 
 
-def _begin_restore(hook: Hook, scan: Scan) -> HookState:
+def _begin_restore(hook: Hook, scan: Scan, dump_from: str | None) -> HookState:
+    """The record; maintenance mode found on with our marker and no record
+    means config/ came back from a backup: data has changed already."""
     state = hook.store.load()
     if state is not None and state.method == "service":
         raise TempFailure(f"an unfinished record says: {state.describe()}; run "
                           f"nextcloud-after-backup {hook.installation.root} first")
-    previous = state.maintenance_before if state else hook.previous_maintenance()
+    files_restored = False
+    if state is None:
+        on, ours = hook.maintenance_now()
+        previous, files_restored = on and not ours, ours
+    else:
+        previous = state.maintenance_before
     if previous and scan:
         raise UsageError("maintenance mode was on before (an admin's) and stays on, but files:scan "
                          "needs it off: turn it off first or leave out --scan-user/--scan-all")
-    return hook.begin("maintenance", previous)
+    state = hook.begin("maintenance", previous, continue_restore=True)
+    if files_restored and not state.unfinished:
+        hook.report.step("config/ came back from a backup: Nextcloud stays in maintenance mode "
+                         "until the restore is finished")
+        hook.mark_unfinished(state, hook.finish_command(dump_from, scan))
+    return state
 
 
 def _new_fingerprint(hook: Hook) -> None:
