@@ -230,3 +230,29 @@ def test_database_older_than_the_code_is_reported(nc_root, run_hook, occ_variant
     assert result.returncode == 78
     assert "needs 'occ upgrade'" in text(result)
     assert not install.maintenance and sorted(install.scanned()) == ["alice", "bob"]
+
+
+@pytest.mark.parametrize("occ_variant", ["next"])
+def test_where_occ_refuses_php_writes_config_php_and_refuses_a_read_only_one(nc_root, run_hook,
+                                                                            occ_variant):
+    """The next occ has no data-fingerprint in maintenance mode: PHP writes it,
+    and like Nextcloud refuses a read-only config (an admin's maintenance
+    mode, which stays on)."""
+    _, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, {**values, "maintenance": True}, variant=occ_variant)
+
+    result = run_hook(RESTORE, install)
+
+    assert result.returncode == 0, text(result)
+    assert re.fullmatch(r"[0-9a-f]{32}", install.config()["data-fingerprint"])
+    assert "maintenance:data-fingerprint" in install.commands()   # refused, then PHP
+    assert oct(install.config_file.stat().st_mode & 0o777) == "0o640"
+
+    values = install.file_config()
+    install.config_file.write_text(installs.php_config({**values, "config_is_read_only": True,
+                                                        "data-fingerprint": ""}))
+    result = run_hook(RESTORE, install)
+
+    assert result.returncode == 69, text(result)
+    assert 'Config is set to be read-only via option "config_is_read_only".' in last_error(result)
+    assert install.maintenance and install.config()["data-fingerprint"] == ""
