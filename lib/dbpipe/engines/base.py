@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator
 
 from ..errors import DataError, DbpipeError, UnavailableError
+from ..log import log
 from ..process import Child, RunAs
 from ..stream import Trailer, write_all
 from ..target import Target
@@ -34,11 +35,12 @@ class LiveChange:
     reverted() when a failure provably put it back as it was.  Whoever must
     protect a half-finished restore (the Nextcloud hooks keep maintenance
     mode on) passes on_begin, which makes that known durably *before* the
-    change: if on_begin fails, nothing was changed."""
+    change (if it fails, nothing was changed), and on_revert."""
 
-    def __init__(self, on_begin: Callable[[], None] | None = None):
+    def __init__(self, on_begin: Callable[[], None] | None = None,
+                 on_revert: Callable[[], None] | None = None):
         self.changed = False
-        self._on_begin = on_begin
+        self._on_begin, self._on_revert = on_begin, on_revert
 
     def begin(self) -> None:
         if not self.changed:
@@ -47,6 +49,13 @@ class LiveChange:
             self.changed = True
 
     def reverted(self) -> None:
+        """Called on error paths: a failing on_revert is logged, never raised
+        (the record then still says 'changed', the safe side)."""
+        if self.changed and self._on_revert is not None:
+            try:
+                self._on_revert()
+            except Exception as exc:  # noqa: BLE001 - the original error must win
+                log.error("%s", exc)
         self.changed = False
 
 

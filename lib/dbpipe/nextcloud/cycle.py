@@ -19,7 +19,8 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from ..errors import DbpipeError, TempFailure
+from ..engines.base import LiveChange
+from ..errors import DbpipeError, TempFailure, UsageError
 from ..log import log
 from .guard import Deadline, shielded
 from .installation import open_installation
@@ -114,6 +115,36 @@ class Hook:
         self.store.save(state)
         return state
 
+    def begin_restore(self, finish: str, scan: Scan | None = None) -> HookState:
+        """The record of a restore.  Maintenance mode found on with our marker
+        and no record means config/ came back from a backup: data has changed
+        already, so the record says unfinished (with finish) from the start."""
+        state = self.store.load()
+        if state is not None and state.method == "service":
+            raise TempFailure(f"an unfinished record says: {state.describe()}; run "
+                              f"nextcloud-after-backup {self.installation.root} first")
+        files_restored = False
+        if state is None:
+            on, ours = self.maintenance_now()
+            previous, files_restored = on and not ours, ours
+        else:
+            previous = state.maintenance_before
+        if previous and scan:
+            raise UsageError("maintenance mode was on before (an admin's) and stays on, but files:scan "
+                             "needs it off: turn it off first or leave out --scan-user/--scan-all")
+        state = self.begin("maintenance", previous, continue_restore=True)
+        if files_restored and not state.unfinished:
+            self.report.step("config/ came back from a backup: Nextcloud stays in maintenance mode "
+                             "until the restore is finished")
+            self.mark_unfinished(state, finish)
+        return state
+
+    def new_fingerprint(self) -> None:
+        """While still in maintenance mode: sync clients must not see the
+        restored state before they know it is a restored one."""
+        value = self.maintenance.config.new_fingerprint()
+        self.report.step(f"data fingerprint: updated to {value[:32]}")
+
     def refuse_if_unfinished(self, state: HookState | None) -> None:
         if state is not None and state.unfinished:
             raise TempFailure(f"a restore of {self.installation.root} is half-finished and Nextcloud "
@@ -140,6 +171,14 @@ class Hook:
         except BaseException:
             state.unfinished = before
             raise
+
+    def live_change(self, state: HookState, finish: str) -> LiveChange:
+        """What a restore reports its point of no return to: the record says
+        unfinished before data changes, and what it said before once a
+        failure provably put the data back."""
+        before = state.unfinished
+        return LiveChange(on_begin=lambda: self.mark_unfinished(state, finish),
+                          on_revert=lambda: self.mark_unfinished(state, before))
 
     def service_manager(self, state: HookState | None = None) -> ServiceManager:
         if state is not None and state.manager:

@@ -15,8 +15,8 @@ import os
 from typing import Callable
 
 from ..dump import dump_to_file
-from ..engines import LiveChange, RestoreOptions
-from ..errors import ConfigError, DbpipeError, NoInputError, TempFailure, UnavailableError, UsageError
+from ..engines import RestoreOptions
+from ..errors import ConfigError, DbpipeError, NoInputError, UnavailableError, UsageError
 from ..log import BareosJob, human_bytes, log
 from ..restore import restore
 from ..stream import HEADER_PREFIX
@@ -94,15 +94,15 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
-        state = _begin_restore(hook, scan, dump_from)
+        state = hook.begin_restore(hook.finish_command(dump_from, scan), scan)
         with hook.protecting(state, deadline):
             hook.quiesce(state)
             if source is not None:
-                live = LiveChange(lambda: hook.mark_unfinished(state, hook.finish_command(dump_from, scan)))
+                live = hook.live_change(state, hook.finish_command(dump_from, scan))
                 restore(database, source.fileno(), dataclasses.replace(restore_options, live=live))
                 report.step(f"database restored from {dump_from} ({database.describe()})")
                 hook.mark_unfinished(state, hook.finish_command(None, scan))
-            _new_fingerprint(hook)
+            hook.new_fingerprint()
             hook.mark_unfinished(state, "")  # finished: from here on a failure puts back
         with shielded():
             hook.resume(state)
@@ -110,37 +110,6 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
             _scan(hook, scan)
         _final_check(hook, state.maintenance_before)
     report.step("done")
-
-
-def _begin_restore(hook: Hook, scan: Scan, dump_from: str | None) -> HookState:
-    """The record; maintenance mode found on with our marker and no record
-    means config/ came back from a backup: data has changed already."""
-    state = hook.store.load()
-    if state is not None and state.method == "service":
-        raise TempFailure(f"an unfinished record says: {state.describe()}; run "
-                          f"nextcloud-after-backup {hook.installation.root} first")
-    files_restored = False
-    if state is None:
-        on, ours = hook.maintenance_now()
-        previous, files_restored = on and not ours, ours
-    else:
-        previous = state.maintenance_before
-    if previous and scan:
-        raise UsageError("maintenance mode was on before (an admin's) and stays on, but files:scan "
-                         "needs it off: turn it off first or leave out --scan-user/--scan-all")
-    state = hook.begin("maintenance", previous, continue_restore=True)
-    if files_restored and not state.unfinished:
-        hook.report.step("config/ came back from a backup: Nextcloud stays in maintenance mode "
-                         "until the restore is finished")
-        hook.mark_unfinished(state, hook.finish_command(dump_from, scan))
-    return state
-
-
-def _new_fingerprint(hook: Hook) -> None:
-    """While still in maintenance mode: sync clients must not see the restored
-    state before they know it is a restored one."""
-    value = hook.maintenance.config.new_fingerprint()
-    hook.report.step(f"data fingerprint: updated to {value[:32]}")
 
 
 def _scan(hook: Hook, scan: Scan) -> None:
