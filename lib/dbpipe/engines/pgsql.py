@@ -14,15 +14,17 @@ import re
 import secrets
 
 from ..credentials import pgpass_environment, private_directory
-from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UnavailableError
+from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
+                      UnavailableError)
 from ..log import log
-from ..process import find_tool, run
+from ..process import Child, find_tool, run
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
 from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
+VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
 MAINTENANCE_DATABASES = ("postgres", "template1")
 CONTROL_TIMEOUT = 300
@@ -186,6 +188,16 @@ class PgsqlEngine(Engine):
 
     def dump_complete(self, tail: bytes) -> bool:
         return any(marker in tail for marker in COMPLETE_MARKERS)
+
+    def dump_failure(self, child: Child) -> DbpipeError:
+        """pg_dump refuses a server newer than itself; say which client to install."""
+        found = VERSION_MISMATCH.search(child.stderr_text())
+        if found is None:
+            return super().dump_failure(child)
+        server, tool, version = found.groups()
+        major = server.split(".")[0]
+        return UnavailableError(f"{child.failure()} (server {server}, {tool} {version}): install "
+                                f"postgresql-client-{major}; Debian's pg_wrapper then runs its {tool}")
 
     def server_version(self, target: Target, head: bytes) -> str:
         found = re.search(rb"^-- Dumped from database version (.+)$", head, re.MULTILINE)
