@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -114,6 +115,8 @@ def test_until_restores_the_incremental_chain_and_keeps_the_old_datadir(chain, r
     kept = [name for name in set(os.listdir(restored.root)) - before if name.startswith("data.dbpipe-old-")]
     assert len(kept) == 1
     assert os.path.isdir(os.path.join(restored.root, kept[0], "nc"))   # nothing deleted
+    assert re.search(rf"kept earlier data directory: {re.escape(os.path.join(restored.root, kept[0]))} "
+                     r"\(\d+(\.\d)? MiB\)", copied.stderr.decode())
 
 
 def test_a_new_server_that_fails_to_start_brings_the_old_one_back(chain, restored, tmp_path, nextcloud):

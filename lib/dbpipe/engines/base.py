@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator
 
 from ..errors import DataError, DbpipeError, UnavailableError
+from ..leftovers import KeptCopy
 from ..log import log
 from ..process import Child, RunAs
 from ..stream import Trailer, write_all
@@ -64,6 +65,7 @@ class RestoreOptions:
     mode: str = "auto"            # mysql: auto | atomic | replace
     keep_old: bool = True         # keep what the restore replaced, so it can be undone
     temp_dir: str | None = None   # where replace mode spools the stream
+    keep_old_copies: int | None = None  # after the restore, keep only the newest N of those copies
     live: LiveChange = field(default_factory=LiveChange, compare=False)
 
 
@@ -110,6 +112,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         """Load an all-databases stream (cluster-wide, cannot be staged)."""
+
+    def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
+        """What earlier restores of target kept of the data they replaced."""
+        return []
+
+    def remove_kept_copy(self, target: Target, copy: KeptCopy) -> None:
+        raise NotImplementedError
 
     # --- verification -----------------------------------------------------
     @abc.abstractmethod

@@ -21,12 +21,15 @@ import contextlib
 import dataclasses
 import os
 import pwd
+import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 
 from ..engines import LiveChange
 from ..errors import Cancelled, DbpipeError, UnavailableError, UsageError
+from ..leftovers import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import Child
 from ..target import Target
@@ -53,6 +56,7 @@ class CopyBackRequest:
     settle: float = 10.0          # seconds for running Nextcloud requests after maintenance on
     state_dir: str | None = None  # chain state to retire: the next backup must be full
     nextcloud_state_dir: str | None = None  # the hooks' record and lock (default theirs)
+    keep_old_copies: int | None = None      # keep only the newest N earlier data directories
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ def copy_back(request: CopyBackRequest) -> str | None:
         kept = _swap(request, datadir, _owner(datadir), live)
     if request.state_dir:
         StateDir(request.state_dir).retire("the server was restored", _stamp())
+    keep_newest(_kept_directories(datadir), request.keep_old_copies,
+                lambda copy: shutil.rmtree(copy.name), "earlier data directory")
     log.info("restore complete: %s; the previous data directory is kept in %s (remove it when "
              "satisfied)", prepared.describe(), kept or "(there was none)")
     return kept
@@ -206,6 +212,19 @@ def _nextcloud_closed(request: CopyBackRequest):
             hook.mark_unfinished(state, "")
         with shielded():
             hook.resume(state)
+
+
+def _kept_directories(datadir: str) -> list[KeptCopy]:
+    """<datadir>.dbpipe-old-<stamp> and .dbpipe-failed-<stamp> beside datadir."""
+    parent, base = os.path.split(datadir)
+    pattern = re.compile("^" + re.escape(base) + r"\.dbpipe-(?:old|failed)-(\d{8})-(\d{6})$")
+    copies = []
+    for name in os.listdir(parent):
+        found = pattern.match(name)
+        path = os.path.join(parent, name)
+        if found and os.path.isdir(path) and not os.path.islink(path):
+            copies.append(KeptCopy(path, directory_size(path), found.group(1) + found.group(2)))
+    return copies
 
 
 def _stamp() -> str:
