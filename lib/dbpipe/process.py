@@ -214,7 +214,7 @@ def run(argv, *, input: str | bytes | None = None, timeout: float | None = None,
 
     Never raises for a non-zero exit: the caller decides what a code means.
     A timeout kills the command's process group and raises UnavailableError;
-    so does a cancel (which is then raised as it came).
+    a cancel kills it too and goes on as Cancelled.
     """
     data = input.encode() if isinstance(input, str) else input
     with _starting_child():

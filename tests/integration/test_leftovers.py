@@ -41,9 +41,10 @@ def half_restore_then_kill(prepared, env, ready) -> None:
         watch.leftovers()
 
 
-@pytest.fixture
-def mysql_db(server_pool, tmp_path):
-    return prepare("mysql:local", server_pool, tmp_path / "db")
+@pytest.fixture(scope="module")
+def mysql_db(server_pool, tmp_path_factory):
+    """Shared: every test using it leaves the database as it was."""
+    return prepare("mysql:local", server_pool, tmp_path_factory.mktemp("mysql"))
 
 
 def staging(prepared) -> list[str]:

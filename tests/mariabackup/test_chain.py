@@ -141,15 +141,13 @@ def test_a_new_server_that_fails_to_start_brings_the_old_one_back(chain, restore
     assert not [name for name in added if name.startswith("data.dbpipe-old-")]
 
 
-def test_a_copy_back_killed_mid_way_leaves_nextcloud_closed_with_a_record(chain, tmp_path, new_service,
-                                                                         nextcloud):
+def test_a_copy_back_killed_mid_way_leaves_nextcloud_closed_with_a_record(chain, restored, tmp_path,
+                                                                         new_service, nextcloud):
     """SIGKILL while the new server starts: nothing can put anything back, so
     the record saved before the swap is what says maintenance mode is ours
     and the restore half-finished; no backup hook ends it, the named command
-    finishes it."""
-    directory = tmp_path / "pieces"
-    link_pieces(chain, directory, [0])
-    assert dbpipe("dbpipe-mariabackup-restore", "prepare", directory).returncode == 0
+    finishes it.  (The chain was prepared for `restored`; copy-back only reads it.)"""
+    directory = chain.landed
     target, started = new_service("killed"), tmp_path / "start-called"
     manager = tmp_path / "hanging-manager"
     manager.write_text(f'#!/bin/sh\nif [ "$1" = start ]; then echo $$ > {started}; exec sleep 300; fi\n'

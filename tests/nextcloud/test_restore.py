@@ -116,9 +116,10 @@ def last_error(result) -> str:
     return [line for line in result.stderr.decode().splitlines() if line.strip()][-1]
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+@pytest.mark.parametrize("occ_variant,engine", [("current", "sqlite"), ("next", "sqlite"),
+                                                ("current", "mysql")])
 def test_fingerprint_failing_after_the_database_was_replaced_keeps_nextcloud_closed(
-        engine, request, run_hook, tmp_path, state_dir, env):
+        occ_variant, engine, request, run_hook, tmp_path, state_dir, env):
     """The seen case: the database is restored, then data-fingerprint fails.
     Maintenance mode stays on (sync clients must not meet restored data under
     the old fingerprint), one line names the command that finishes the job,
