@@ -64,6 +64,20 @@ def add_target_options(parser: argparse.ArgumentParser, title: str = "database t
         group.add_argument("--php", metavar="PATH", help="PHP CLI for --nextcloud (default: php)")
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number >= 0: {text!r}")
+    return int(text)
+
+
+def add_keep_old_copies(parser: argparse.ArgumentParser, what: str = "replaced data") -> None:
+    """--keep-old-copies N, shared by everything that keeps what it replaced."""
+    parser.add_argument("--keep-old-copies", type=_count, metavar="N",
+                        help=f"after a successful restore keep only the newest N copies of {what}, "
+                             "earlier restores' included (0: none); every kept copy is listed with "
+                             "its size (default: keep all)")
+
+
 def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: bool = False,
                      base: Target | None = None, database_optional: bool = False) -> Target:
     """Layer: base (e.g. a Nextcloud installation), profile, config file, flags."""

@@ -12,10 +12,11 @@ import os
 import time
 from dataclasses import dataclass
 
-from .engines import RestoreOptions, get_engine
-from .errors import DataError, IOFailure
+from .engines import Engine, RestoreOptions, get_engine
+from .errors import DataError, DbpipeError, IOFailure
 from .files import atomic_write
 from .bareos import BareosJob
+from .leftovers import keep_newest
 from .log import human_bytes, log
 from .stream import Header, Trailer, write_all
 from .target import Target
@@ -97,7 +98,18 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
     log.info("restoring %s from a dump of %r", target.describe(), header.database)
     result = engine.restore(target, pump, options)
     log.info("restore mode: %s%s", result.mode, f"; replaced data kept in {result.kept}" if result.kept else "")
+    list_kept_copies(engine, target, options)
     return None
+
+
+def list_kept_copies(engine: Engine, target: Target, options: RestoreOptions) -> None:
+    """Every copy earlier restores kept, with its size, bounded by
+    --keep-old-copies.  The restore is done: a failure here is only logged."""
+    try:
+        keep_newest(engine.kept_copies(target, options), options.keep_old_copies,
+                    lambda copy: engine.remove_kept_copy(target, copy), "copy of replaced data")
+    except (DbpipeError, OSError) as exc:
+        log.warning("cannot list or remove the kept copies of %s: %s", target.describe(), exc)
 
 
 def write_file(pump: Pump, destination: FileDestination) -> Trailer:
