@@ -92,30 +92,53 @@ class Bconsole:
 
 
 class JobLog:
-    """The per-job record that `dbpipe-joblog %i` prints into the job log."""
+    """The per-job record that `dbpipe-joblog %i` prints into the job log, and
+    how each dbpipe program of the job ended.
+
+    The outcome matters beyond the log: bareos-fd decides RunsOnSuccess on its
+    own job status, which a failing bpipe writer does not always spoil, so a
+    restore job's After script asks here whether the writer really succeeded."""
 
     def __init__(self, job_id: str, directory: str | None = None):
         if not job_id.isdigit():
             raise ValueError(f"not a Bareos JobId: {job_id!r}")
+        self.job_id = job_id
         self.directory = directory or os.path.join(state_root(), "joblog")
         self.path = os.path.join(self.directory, f"{job_id}.log")
+        self.status_path = os.path.join(self.directory, f"{job_id}.status")
 
-    def append(self, line: str) -> None:
+    def append(self, line: str, path: str | None = None) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path or self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
         finally:
             os.close(fd)
 
+    def started(self, program: str) -> None:
+        self.append(f"{program} {os.getpid()} started", self.status_path)
+
+    def ended(self, program: str, code: int) -> None:
+        self.append(f"{program} {os.getpid()} exit {code}", self.status_path)
+
+    def outcomes(self, program: str) -> list[str]:
+        """How each run of program in this job ended: 'exit 0', 'exit 65: <its last
+        line>', or 'did not finish' (killed before it could say); [] if it never ran."""
+        runs: dict[str, str | None] = {}
+        for words in (line.split() for line in _read_lines(self.status_path)):
+            if len(words) >= 3 and words[0] == program:
+                runs[words[1]] = words[3] if words[2] == "exit" and len(words) > 3 else None
+        said = [line for line in _read_lines(self.path) if line.startswith(f"{program}: ")]
+        reason = f": {said[-1][len(program) + 2:]}" if said else ""
+        return [("did not finish" if code is None else f"exit {code}" + (reason if code != "0" else ""))
+                for code in runs.values()]
+
     def take(self) -> list[str]:
         """The record's lines; the record is gone afterwards."""
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read().splitlines()
-        except FileNotFoundError:
-            return []
-        os.unlink(self.path)
+        lines = _read_lines(self.path)
+        for path in (self.path, self.status_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         return lines
 
     def prune(self, now: float | None = None) -> None:
@@ -123,9 +146,17 @@ class JobLog:
         cutoff = (now or time.time()) - JOBLOG_MAX_AGE
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.directory):
-                if entry.name.endswith(".log") and entry.stat().st_mtime < cutoff:
+                if entry.name.endswith((".log", ".status")) and entry.stat().st_mtime < cutoff:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 class JobLogHandler(logging.Handler):

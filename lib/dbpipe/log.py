@@ -14,8 +14,6 @@ import os
 import sys
 import time
 
-from .bareos import BareosJob, JobLog, JobLogHandler
-
 LOGGER_NAME = "dbpipe"
 SYSLOG_SOCKET_ENV = "DBPIPE_SYSLOG_SOCKET"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
@@ -56,12 +54,11 @@ class _QuietSyslogHandler(logging.handlers.SysLogHandler):
         pass
 
 
-def setup(program: str, job: BareosJob | None = None, verbose: bool = False,
+def setup(program: str, tag: str = "", verbose: bool = False,
           stderr_level: int = logging.NOTSET) -> None:
-    """Configure the 'dbpipe' logger for one executable."""
+    """Configure the 'dbpipe' logger for one executable; tag prefixes syslog lines."""
     logging.raiseExceptions = False
-    job = job or BareosJob.from_environ()
-    tag = f"[{job.label()}] " if job.label() else ""
+    tag = f"[{tag}] " if tag else ""
     log.handlers.clear()
     log.filters.clear()
     log.addFilter(_MaskSecrets())
@@ -79,10 +76,6 @@ def setup(program: str, job: BareosJob | None = None, verbose: bool = False,
     syslog.setFormatter(logging.Formatter(f"{tag}%(message)s"))
     syslog.setLevel(logging.INFO)
     log.addHandler(syslog)
-    if job.job_id.isdigit():
-        record = JobLog(job.job_id)
-        record.prune()
-        log.addHandler(JobLogHandler(record, program))
     logging.getLogger("sh").setLevel(logging.WARNING)
 
 

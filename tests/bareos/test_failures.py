@@ -170,19 +170,30 @@ def test_a_job_cancelled_while_the_reader_streams(make_site, bed):
     assert_nothing_left(bed)
 
 
-def test_a_damaged_volume_is_refused_and_the_live_database_stays_byte_for_byte(make_site, bed):
+@pytest.mark.parametrize("damage", ["first block", "last block"])
+def test_a_damaged_volume_is_refused_and_the_live_database_stays_byte_for_byte(damage, make_site, bed):
+    """First block: the storage daemon restores nothing; Nextcloud stays as it was.
+    Last block: the files come back, the database stream does not (the writer
+    sees it end without its trailer): the live database is untouched and
+    Nextcloud stays closed (the restored config.php), saying so."""
     site = make_site("pgsql")
     backup = site.backup("backup-nextcloud")
     assert backup.ok, backup
     site.db.change()
     live, mark = content(site.db), len(site.install.commands())
-    corrupt_stream(site.bareos.volumes(backup.job_id))
+    corrupt(site.bareos.volumes(backup.job_id), at_end=damage == "last block")
 
-    restore = site.restore(backup.job_id, "restore-nextcloud", file=PSEUDO_FILE)
+    restore = site.restore(backup.job_id, "restore-nextcloud")
 
     assert not restore.ok and restore.status in "Ef", restore
     assert content(site.db) == live
-    assert occ_since(site, mark) == [], "after-restore must not run after a failed restore"
+    assert [c for c in occ_since(site, mark) if not c.startswith("status")] == [], restore.log
+    if damage == "first block":     # bareos-fd still ran the After script: it refuses
+        assert f"the database restore of Bareos job {restore.job_id} did not run" in restore.log, restore.log
+        assert not site.install.maintenance
+    else:                           # a fatal writer error: no After script, the restored config.php
+        assert "ClientAfterJob: dbpipe-restore: incomplete stream: no dbpipe trailer" in restore.log
+        assert site.install.maintenance, "a half-finished restore must keep Nextcloud closed"
     assert_nothing_left(bed)
 
 
@@ -204,3 +215,14 @@ def corrupt_stream(parts) -> None:
             volume.write_bytes(bytes(data))
             return
     raise AssertionError(f"no SQL found in {parts}")
+
+
+def corrupt(parts, at_end: bool) -> None:
+    """Flip a byte in the job's first block (files and the stream's start), or
+    near the end of its data (the stream's tail)."""
+    if not at_end:
+        return corrupt_stream(parts)
+    volume, _, last = parts[-1]
+    data = bytearray(volume.read_bytes())
+    data[min(last, len(data)) - 100] ^= 0x01
+    volume.write_bytes(bytes(data))

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from ..helpers import dbpipe
+from ..helpers import dbpipe, last_line
 from . import installs
 from .conftest import lines, text
 
@@ -257,3 +257,45 @@ def test_where_occ_refuses_php_writes_config_php_and_refuses_a_read_only_one(nc_
     assert result.returncode == 69, text(result)
     assert 'Config is set to be read-only via option "config_is_read_only".' in last_error(result)
     assert install.maintenance and install.config()["data-fingerprint"] == ""
+
+
+@pytest.mark.parametrize("writer", ["exit 65", "killed", "never ran"])
+def test_after_a_failed_bpipe_writer_the_hook_changes_nothing(writer, plain_install, run_hook, env,
+                                                             tmp_path, occ_variant):
+    """restore-nextcloud's After script runs by bareos-fd's own status, which a
+    failing writer does not always spoil: --bareos-job %i makes it check."""
+    from dbpipe.bareos import JobLog
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    saved = back_up(install, run_hook, dump)
+    install.config_file.write_bytes(saved)       # config/ came back from the backup
+    record = JobLog("31", str(tmp_path / "state-root" / "joblog"))
+    if writer != "never ran":
+        record.append("dbpipe-restore 100 started", record.status_path)
+    if writer == "exit 65":
+        record.append("dbpipe-restore: stream checksum mismatch")
+        record.append("dbpipe-restore 100 exit 65", record.status_path)
+    mark = len(install.commands())
+
+    result = run_hook(RESTORE, install, "--bareos-job", "31",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 65, text(result)
+    said = {"exit 65": "failed (exit 65: stream checksum mismatch)", "killed": "failed (did not finish)",
+            "never ran": "did not run"}[writer]
+    assert f"the database restore of Bareos job 31 {said}" in last_line(result)
+    assert install.commands()[mark:] == [] and install.maintenance
+
+
+def test_after_a_good_bpipe_writer_the_hook_finishes_the_restore(plain_install, run_hook, env, tmp_path):
+    from dbpipe.bareos import JobLog
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    install.config_file.write_bytes(back_up(install, run_hook, dump))
+    record = JobLog("32", str(tmp_path / "state-root" / "joblog"))
+    record.append("dbpipe-restore 100 started", record.status_path)
+    record.append("dbpipe-restore 100 exit 0", record.status_path)
+
+    result = run_hook(RESTORE, install, "--bareos-job", "32",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 0, text(result)
+    assert not install.maintenance

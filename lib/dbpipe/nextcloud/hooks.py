@@ -16,8 +16,8 @@ from typing import Callable
 
 from ..dump import dump_to_file
 from ..engines import RestoreOptions
-from ..bareos import BareosJob
-from ..errors import ConfigError, DbpipeError, NoInputError, UnavailableError, UsageError
+from ..bareos import BareosJob, JobLog
+from ..errors import ConfigError, DataError, DbpipeError, NoInputError, UnavailableError, UsageError
 from ..log import human_bytes, log
 from ..restore import restore
 from ..stream import HEADER_PREFIX
@@ -86,12 +86,15 @@ def _finish_cycle(hook: Hook) -> None:
 
 
 def after_restore(options: HookOptions, dump_from: str | None, target: Callable[[], Target],
-                  scan: Scan, restore_options: RestoreOptions, report: Report) -> None:
+                  scan: Scan, restore_options: RestoreOptions, report: Report,
+                  bareos_job: str | None = None) -> None:
     """Maintenance on, atomic restore, new data fingerprint, previous state, files:scan.
 
     From the first change of data on - the load passing its point of no
     return, or a config/ that came back from a backup - a failure leaves
     maintenance mode on and names the command that finishes the restore."""
+    if bareos_job:
+        _require_restored_database(bareos_job, options.directory)
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
@@ -111,6 +114,21 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
             _scan(hook, scan)
         _final_check(hook, state.maintenance_before)
     report.step("done")
+
+
+def _require_restored_database(job_id: str, directory: str) -> None:
+    """bareos-fd runs a RunsOnSuccess script by its own status, which neither a
+    failing bpipe writer nor a volume error that stops the restore before the
+    writer always spoils.  Reopen only when the writer of this very job loaded
+    the database; otherwise change nothing - a restored config/ keeps Nextcloud
+    in maintenance mode - and say what finishes the restore."""
+    outcomes = JobLog(job_id).outcomes("dbpipe-restore")
+    failed = [outcome for outcome in outcomes if outcome != "exit 0"]
+    if not outcomes or failed:
+        what = f"failed ({failed[-1]})" if failed else "did not run (no database stream restored)"
+        raise DataError(f"the database restore of Bareos job {job_id} {what}: Nextcloud is left as it "
+                        f"is (closed if config/ was restored); restore the database again, then run "
+                        f"nextcloud-after-restore {directory}")
 
 
 def _scan(hook: Hook, scan: Scan) -> None:
