@@ -28,6 +28,7 @@ from .errors import UnavailableError
 from .files import state_root
 
 BPIPE_EXIT_FLAG = 0x10000000
+LEVELS = {"F": "full", "I": "incremental", "D": "differential"}
 JOBLOG_MAX_AGE = 30 * 86400     # records of jobs whose RunScript never ran
 JOB_STATUS = {
     "T": "terminated normally", "W": "terminated normally with warnings",
@@ -56,11 +57,36 @@ class BareosJob:
             replace=environ.get("BareosReplace"),
         )
 
+    @property
+    def level_name(self) -> str | None:
+        """full, incremental or differential; None for other levels and outside a job."""
+        return LEVELS.get(self.level)
+
+    def restore_location(self, where_arg: str | None) -> str | None:
+        """Where a restore wants the data; None means in place (the live database).
+
+        From $BareosWhere (Bareos 26+) or a --where=%w argument (Bareos up to 25
+        substitutes %w in the writer string; where=/ arrives empty).  A literal
+        %w means nobody substituted it: in place, as outside Bareos."""
+        where = self.where if self.where is not None else _substituted(where_arg)
+        return where if where and where.strip("/") else None
+
+    def may_overwrite(self, replace_arg: str | None) -> bool:
+        """The replace code (a/w/o/n: always, ifnewer, ifolder, never) from
+        $BareosReplace or a --replace=%r argument; default always."""
+        replace = self.replace if self.replace is not None else _substituted(replace_arg)
+        return (replace or "a").strip() in ("a", "w", "o")
+
     def label(self) -> str:
         parts = [f"job {self.job_id}"] if self.job_id else []
         parts += [f"level {self.level}"] if self.level else []
         parts += [f"type {self.job_type}"] if self.job_type else []
         return "Bareos " + ", ".join(parts) if parts else ""
+
+
+def _substituted(value: str | None) -> str | None:
+    """None for an argument Bareos did not substitute (%w, %r still in it)."""
+    return None if value is None or "%w" in value or value == "%r" else value
 
 
 def exit_code_of(status: int) -> int | None:

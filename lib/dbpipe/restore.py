@@ -22,7 +22,6 @@ from .stream import Header, Trailer, write_all
 from .target import Target
 from .transfer import Pump
 
-UNEXPANDED_WHERE = "%w"
 
 
 @dataclass(frozen=True)
@@ -44,31 +43,9 @@ class FileDestination:
 
 def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | None,
                        replace_arg: str | None = None) -> FileDestination | None:
-    """Where a Bareos restore wants the data: None means the live database.
-
-    The location comes from $BareosWhere (Bareos 26+) or from a --where=%w
-    argument (Bareos up to 25 and Bacula expand %w in the writer string; a
-    literal %w means it was not expanded).  The replace code (a/w/o/n from
-    $BareosReplace or %r) decides whether an existing file is overwritten.
-    """
-    where = bareos_where(where_arg, job)
-    if where is None:
-        return None
-    replace = job.replace if job.replace is not None else _expanded(replace_arg)
-    return FileDestination(file_name, (replace or "a").strip() in ("a", "w", "o"), where)
-
-
-def bareos_where(where_arg: str | None, job: BareosJob) -> str | None:
-    """The Bareos restore location, or None for 'in place' (where empty or /,
-    or not known: no $BareosWhere and %w not expanded)."""
-    where = job.where if job.where is not None else _expanded(where_arg)
-    return where if where and where.strip("/") else None
-
-
-def _expanded(value: str | None) -> str | None:
-    if value is None or UNEXPANDED_WHERE in value or value == "%r":
-        return None
-    return value
+    """A file below the Bareos restore location, or None: the live database."""
+    where = job.restore_location(where_arg)
+    return None if where is None else FileDestination(file_name, job.may_overwrite(replace_arg), where)
 
 
 def restore(target: Target, in_fd: int, options: RestoreOptions,

@@ -30,9 +30,6 @@ from .piece import Piece, stream_header
 from .state import ChainState, StateDir
 from .tool import CHECKPOINTS, INFO, ServerFacts, Tools, completed_ok, read_info, server_facts
 
-BAREOS_LEVELS = {"F": "full", "I": "incremental", "D": "differential"}
-
-
 @dataclass(frozen=True)
 class BackupRequest:
     level: str | None             # from --level; None: from Bareos, else full
@@ -48,8 +45,8 @@ def requested_level(level: str | None, job: BareosJob) -> str:
     """--level wins; then Bareos' job level; a plain shell run means full."""
     if level:
         return level
-    if job.level in BAREOS_LEVELS:
-        return BAREOS_LEVELS[job.level]
+    if job.level_name:
+        return job.level_name
     if job.level:
         log.warning("Bareos job level %r has no physical equivalent: taking a full backup", job.level)
     else:
