@@ -82,6 +82,9 @@ def _client_tool() -> str:
 
 
 def connection_args(target: Target) -> list[str]:
+    """--host/--port/--socket/--user for every MySQL client tool (mysql,
+    mysqldump, mariabackup).  A port without a socket forces TCP: a client
+    told "localhost" would otherwise use the default socket, not the port."""
     return (
         ([f"--host={target.host}"] if target.host else [])
         + ([f"--port={target.port}", "--protocol=TCP"] if target.port and not target.socket else [])
