@@ -117,6 +117,15 @@ def exclusive_lock(path: str, busy: str):
         os.close(fd)
 
 
+def sync_if_file(fd: int) -> None:
+    """fsync an output that may be a file or a pipe: pipes and terminals
+    cannot be synced and need not be."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+
+
 def fsync_directory(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
