@@ -17,7 +17,7 @@ import pymysql
 from ..credentials import mysql_option_args, mysql_option_memfd
 from ..engines.base import DumpCommand
 from ..engines.mysql import MysqlEngine, connection_args, mysql_error
-from ..process import find_tool, run
+from ..process import find_tool
 from ..target import Target
 from .state import ServerIdentity
 
@@ -49,11 +49,6 @@ class Tools:
         """xtrabackup needs --apply-log-only on every prepare but the last; mariabackup
         (10.2+) rejects that option."""
         return os.path.basename(self.mariabackup).startswith("xtrabackup")
-
-    def version(self) -> str:
-        result = run([self.mariabackup, "--version"], timeout=60)
-        found = re.search(r"(?:based on MariaDB server|version)\s+(\S+)", result.stderr + result.stdout)
-        return found.group(1) if found else "unknown"
 
     @contextlib.contextmanager
     def backup_command(self, target: Target, workdir: str, lsndir: str,
