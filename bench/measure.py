@@ -61,6 +61,13 @@ class Sample:
     cpu: float           # user+system seconds of the measured processes and their children
     rss: int             # bytes: peak RSS of the process of interest only
     server_cpu: float    # seconds the database server spent meanwhile
+    busy: float = 0.0    # CPU seconds the whole machine spent meanwhile (all processes)
+
+    @property
+    def others(self) -> float:
+        """CPU seconds of processes that are neither measured nor the server:
+        what other jobs on the machine took while this run ran."""
+        return max(0.0, self.busy - self.cpu - self.server_cpu)
 
 
 @dataclass
@@ -103,11 +110,13 @@ def run_pipeline(commands: list[Command], *, stdin: str | None = None, stdout: s
     """
     with tempfile.TemporaryDirectory(dir=log_dir, prefix="run-") as scratch:
         started_server = server_cpu()
+        started_busy = machine_busy()
         started = time.monotonic()
         procs, stderr_paths, rss_files = _start(commands, stdin, stdout, scratch)
         with RssWatcher([p.pid for p, rss in zip(procs, rss_files) if not rss]) as watcher:
             statuses = [_wait(proc) for proc in procs]
         wall = time.monotonic() - started
+        busy = machine_busy() - started_busy
         time.sleep(SERVER_LAG)  # let the server's backend for this client end and be counted
         spent_server = server_cpu() - started_server
         for command, (status, _), path in zip(commands, statuses, stderr_paths):
@@ -116,7 +125,7 @@ def run_pipeline(commands: list[Command], *, stdin: str | None = None, stdout: s
         cpu = sum(usage.ru_utime + usage.ru_stime for _, usage in statuses)
         rss = (_read_rss(rss_files[rss_of]) if rss_files[rss_of]
                else watcher.peaks.get(procs[rss_of].pid, 0))
-    return Sample(wall, cpu, rss, spent_server)
+    return Sample(wall, cpu, rss, spent_server, busy)
 
 
 def _start(commands, stdin, stdout, scratch):
@@ -267,6 +276,15 @@ def settle(cpu: Callable[[], float], idle_share: float = 0.05, window: float = 1
         if cpu() - before <= idle_share * window:
             break
     return time.monotonic() - started
+
+
+def machine_busy() -> float:
+    """CPU seconds all processors have spent on anything but idling, since boot
+    (/proc/stat: user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as handle:
+        fields = handle.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def progress(message: str) -> None:
