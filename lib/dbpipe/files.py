@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import CantCreateError, TempFailure
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.parse
+import string
 from dataclasses import dataclass, field
 
 from .errors import DataError, IOFailure, NoInputError
@@ -37,13 +37,20 @@ TRAILER_SUM = b"-- trailer-sha256: "
 MAX_TRAILER = 8192
 MAX_HEADER = 4096
 SCOPES = ("database", "all")
+UNQUOTED = frozenset(string.ascii_letters + string.digits + "_.-~" + "/@+,:()")
 
 
 def _enc(value: str) -> str:
-    return urllib.parse.quote(value, safe="/@+,.:-_~()")
+    """Percent-encode like urllib.parse.quote(value, safe="/@+,.:-_~()"), written
+    out because importing urllib.parse costs every dump ~5 ms of start-up."""
+    return "".join(chr(byte) if chr(byte) in UNQUOTED else f"%{byte:02X}" for byte in value.encode())
 
 
 def _dec(value: str) -> str:
+    if "%" not in value:
+        return value
+    import urllib.parse  # only a value with an escape needs it (see _enc)
+
     return urllib.parse.unquote(value, errors="strict")
 
 

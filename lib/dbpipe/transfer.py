@@ -7,8 +7,8 @@ import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import Cancelled, DataError, IOFailure, NoInputError
 from .log import Progress
