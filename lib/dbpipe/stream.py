@@ -162,15 +162,23 @@ class StreamWriter:
     def write(self, data) -> None:
         if not data:
             return
-        self.sha.update(data)
-        self.count += len(data)
-        self.last_byte = bytes(data[-1:])
+        self.wrote(data)
         try:
             write_all(self.fd, data)
-        except BrokenPipeError:
-            raise IOFailure("stdout was closed before the dump was complete") from None
         except OSError as exc:
-            raise IOFailure(f"cannot write to stdout: {exc.strerror}") from None
+            raise self.write_error(exc) from None
+
+    def wrote(self, data) -> None:
+        """Account for payload that reached fd another way (tee(2), see transfer.py)."""
+        self.sha.update(data)
+        self.count += len(data)
+        self.last_byte = bytes(data[-1:]) or self.last_byte
+
+    @staticmethod
+    def write_error(exc: OSError) -> IOFailure:
+        if isinstance(exc, BrokenPipeError):
+            return IOFailure("stdout was closed before the dump was complete")
+        return IOFailure(f"cannot write to stdout: {exc.strerror}")
 
     def finish(self, server_version: str, created: str, extra: dict | None = None) -> Trailer:
         if self.last_byte != b"\n":
