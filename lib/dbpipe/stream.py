@@ -209,30 +209,36 @@ class StreamVerifier:
         self._held = bytearray()
 
     def feed(self, chunk) -> bytes:
+        return b"".join(self.pieces(chunk))
+
+    def pieces(self, chunk) -> tuple:
+        """Like feed, as one or two pieces without copying the large one: a
+        1 MiB chunk gives the bytes held back from before, then a slice of chunk
+        itself (a memoryview chunk's piece is valid as long as chunk is)."""
         self.total_bytes += len(chunk)
         if self.header is not None and len(chunk) > MAX_TRAILER:
             # the usual 1 MiB read: all but its last MAX_TRAILER bytes are payload.
-            # One copy and no resizing of a large bytearray (appending to and cutting
-            # from one cost more system time than SHA-256 costs CPU: bench/)
+            # No copy of it, and no resizing of a large bytearray (appending to and
+            # cutting from one cost more system time than SHA-256 costs CPU: bench/)
             cut = len(chunk) - MAX_TRAILER
-            out = bytes(self._held) + chunk[:cut]
-            self._held = bytearray(chunk[cut:])
-            return self._payload(out)
+            held, self._held = bytes(self._held), bytearray(chunk[cut:])
+            return self._payload(held, chunk[:cut])
         self._held += chunk
         if self.header is None:
             self._parse_header()
         if len(self._held) <= MAX_TRAILER:
-            return b""
+            return ()
         cut = len(self._held) - MAX_TRAILER
         with memoryview(self._held) as view:
             out = bytes(view[:cut])  # one copy; a bytearray slice would make two
         del self._held[:cut]
         return self._payload(out)
 
-    def _payload(self, out: bytes) -> bytes:
-        self.sha.update(out)
-        self.payload_bytes += len(out)
-        return out
+    def _payload(self, *pieces) -> tuple:
+        for piece in pieces:
+            self.sha.update(piece)
+            self.payload_bytes += len(piece)
+        return pieces
 
     def _parse_header(self) -> None:
         newline = self._held.find(b"\n", 0, MAX_HEADER)

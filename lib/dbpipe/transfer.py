@@ -224,7 +224,8 @@ class Pump:
         for chunk in self._remaining():
             if stream_error is None:
                 try:
-                    self._forward(sink, self.verifier.feed(chunk))
+                    for piece in self.verifier.pieces(chunk):
+                        self._forward(sink, piece)
                 except DataError as exc:
                     stream_error = exc
         if stream_error is not None:
