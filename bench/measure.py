@@ -62,6 +62,7 @@ class Sample:
     rss: int             # bytes: peak RSS of the process of interest only
     server_cpu: float    # seconds the database server spent meanwhile
     busy: float = 0.0    # CPU seconds the whole machine spent meanwhile (all processes)
+    own_cpu: float = 0.0  # dbpipe side: user+system seconds of the dbpipe process alone
 
     @property
     def others(self) -> float:
@@ -123,9 +124,9 @@ def run_pipeline(commands: list[Command], *, stdin: str | None = None, stdout: s
             if status != 0:
                 raise BenchError(f"{' '.join(command.argv)[:200]} exited {status}: {_tail(path)}")
         cpu = sum(usage.ru_utime + usage.ru_stime for _, usage in statuses)
-        rss = (_read_rss(rss_files[rss_of]) if rss_files[rss_of]
-               else watcher.peaks.get(procs[rss_of].pid, 0))
-    return Sample(wall, cpu, rss, spent_server, busy)
+        rss, own_cpu = (_read_peak_rss(rss_files[rss_of]) if rss_files[rss_of]
+                        else (watcher.peaks.get(procs[rss_of].pid, 0), 0.0))
+    return Sample(wall, cpu, rss, spent_server, busy, own_cpu)
 
 
 def _start(commands, stdin, stdout, scratch):
@@ -221,9 +222,11 @@ def kill_running() -> None:
         kill(pid)
 
 
-def _read_rss(path: str) -> int:
+def _read_peak_rss(path: str) -> tuple[int, float]:
+    """(peak RSS in bytes, own CPU seconds) as peak_rss.py wrote them."""
     with open(path) as handle:
-        return int(handle.read().strip()) * 1024
+        kib, cpu = handle.read().split()
+    return int(kib) * 1024, float(cpu)
 
 
 def _tail(path: str, lines: int = 3) -> str:
