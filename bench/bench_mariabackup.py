@@ -46,7 +46,8 @@ def run(report) -> None:
     try:
         db.start()
         size = _fill(db, context.size_mb * MIB)
-        report.add(SECTION, "database on disk (InnoDB files)", f"{size / MIB:.0f} MiB, {db.units * 1000} oc_filecache rows")
+        report.add(SECTION, "database on disk (InnoDB files)",
+                   f"{size / MIB:.0f} MiB, {db.units * 1000} oc_filecache rows")
         pieces = _backups(report, db, workdir)
         logical = _logical_dump(report, db, workdir)
         expected = _checksums(db.server, databases.SOURCE)
@@ -153,7 +154,8 @@ def _physical_restore(report, pieces: list[Path], workdir: Path):
         "--service", target.root, "--service-manager", SERVICE_MANAGER, "--defaults-file", target.cnf,
         "--state-dir", str(workdir / "state"), "--start-timeout", "600")])
     total = store.wall + prepare.wall + copy.wall
-    for label, sample in (("restore: store 3 pieces (writer)", store), ("restore: prepare full + 2 incrementals", prepare),
+    for label, sample in (("restore: store 3 pieces (writer)", store),
+                          ("restore: prepare full + 2 incrementals", prepare),
                           ("restore: copy-back, start, check", copy)):
         report.row(SECTION, label, "", f"{sample.wall:.1f} s", f"{sample.cpu:.1f} s")
     report.row(SECTION, "physical restore, total", "", f"{total:.1f} s", "")

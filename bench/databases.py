@@ -95,8 +95,8 @@ class BenchDatabase:
     def engine(self):
         raise NotImplementedError
 
-    def bare_load(self, database: str, path: str) -> tuple[Command, str | None]:
-        """The stock client loading a file: (command, file for its stdin or None)."""
+    def bare_load(self, database: str) -> Command:
+        """The stock client loading SQL from its stdin, as dbpipe-restore's own client does."""
         raise NotImplementedError
 
     def reset(self, database: str) -> None:
@@ -137,12 +137,12 @@ class MariaDB(BenchDatabase):
     def engine(self):
         return mysql_engine.MysqlEngine()
 
-    def bare_load(self, database: str, path: str) -> tuple[Command, str | None]:
+    def bare_load(self, database: str) -> Command:
         # the flags dbpipe-restore gives its mariadb client (engines/mysql.py)
         argv = [mysql_engine._client_tool(), *mysql_engine.connection_args(self.target(database)),
                 "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4",
                 f"--database={database}"]
-        return Command(argv), path
+        return Command(argv)
 
     def reset(self, database: str) -> None:
         leftovers = self.server.sql(
@@ -186,12 +186,13 @@ class PostgreSQL(BenchDatabase):
     def engine(self):
         return pgsql_engine.PgsqlEngine()
 
-    def bare_load(self, database: str, path: str) -> tuple[Command, str | None]:
+    def bare_load(self, database: str) -> Command:
         # the flags dbpipe-restore gives psql, plus the stock one-transaction load
+        # reading stdin (--file=-: --single-transaction only wraps -f/-c input)
         argv = [pgsql_engine._tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                 "--single-transaction", *pgsql_engine.connection_args(self.target(database)),
-                f"--dbname={pgsql_engine.conninfo(database)}", f"--file={path}"]
-        return Command(argv, bare_env(**LIBPQ_ENVIRONMENT)), None
+                f"--dbname={pgsql_engine.conninfo(database)}", "--file=-"]
+        return Command(argv, bare_env(**LIBPQ_ENVIRONMENT))
 
     def reset(self, database: str) -> None:
         self.server.drop_database(database)

@@ -61,6 +61,14 @@ class Sample:
     cpu: float           # user+system seconds of the measured processes and their children
     rss: int             # bytes: peak RSS of the process of interest only
     server_cpu: float    # seconds the database server spent meanwhile
+    busy: float = 0.0    # CPU seconds the whole machine spent meanwhile (all processes)
+    own_cpu: float = 0.0  # dbpipe side: user+system seconds of the dbpipe process alone
+
+    @property
+    def others(self) -> float:
+        """CPU seconds of processes that are neither measured nor the server:
+        what other jobs on the machine took while this run ran."""
+        return max(0.0, self.busy - self.cpu - self.server_cpu)
 
 
 @dataclass
@@ -103,20 +111,22 @@ def run_pipeline(commands: list[Command], *, stdin: str | None = None, stdout: s
     """
     with tempfile.TemporaryDirectory(dir=log_dir, prefix="run-") as scratch:
         started_server = server_cpu()
+        started_busy = machine_busy()
         started = time.monotonic()
         procs, stderr_paths, rss_files = _start(commands, stdin, stdout, scratch)
-        with RssWatcher([p.pid for p, rss in zip(procs, rss_files) if not rss]) as watcher:
+        with RssWatcher([p.pid for p, rss in zip(procs, rss_files, strict=False) if not rss]) as watcher:
             statuses = [_wait(proc) for proc in procs]
         wall = time.monotonic() - started
+        busy = machine_busy() - started_busy
         time.sleep(SERVER_LAG)  # let the server's backend for this client end and be counted
         spent_server = server_cpu() - started_server
-        for command, (status, _), path in zip(commands, statuses, stderr_paths):
+        for command, (status, _), path in zip(commands, statuses, stderr_paths, strict=False):
             if status != 0:
                 raise BenchError(f"{' '.join(command.argv)[:200]} exited {status}: {_tail(path)}")
         cpu = sum(usage.ru_utime + usage.ru_stime for _, usage in statuses)
-        rss = (_read_rss(rss_files[rss_of]) if rss_files[rss_of]
-               else watcher.peaks.get(procs[rss_of].pid, 0))
-    return Sample(wall, cpu, rss, spent_server)
+        rss, own_cpu = (_read_peak_rss(rss_files[rss_of]) if rss_files[rss_of]
+                        else (watcher.peaks.get(procs[rss_of].pid, 0), 0.0))
+    return Sample(wall, cpu, rss, spent_server, busy, own_cpu)
 
 
 def _start(commands, stdin, stdout, scratch):
@@ -212,9 +222,11 @@ def kill_running() -> None:
         kill(pid)
 
 
-def _read_rss(path: str) -> int:
+def _read_peak_rss(path: str) -> tuple[int, float]:
+    """(peak RSS in bytes, own CPU seconds) as peak_rss.py wrote them."""
     with open(path) as handle:
-        return int(handle.read().strip()) * 1024
+        kib, cpu = handle.read().split()
+    return int(kib) * 1024, float(cpu)
 
 
 def _tail(path: str, lines: int = 3) -> str:
@@ -267,6 +279,15 @@ def settle(cpu: Callable[[], float], idle_share: float = 0.05, window: float = 1
         if cpu() - before <= idle_share * window:
             break
     return time.monotonic() - started
+
+
+def machine_busy() -> float:
+    """CPU seconds all processors have spent on anything but idling, since boot
+    (/proc/stat: user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as handle:
+        fields = handle.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def progress(message: str) -> None:

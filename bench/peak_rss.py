@@ -2,6 +2,10 @@
 
 Usage: peak_rss.py OUTFILE SCRIPT [ARGS...]
 
+OUTFILE gets two lines: the peak RSS in KiB, and the CPU seconds (user +
+system) of this process itself - all its threads, none of its children (the
+dump tool, the client), which wait4() would add in.
+
 ru_maxrss is useless here: wait4() reports the maximum over a process *and*
 the children it waited for (mariadb-dump, psql), and Linux carries the
 hiwater mark of the pre-exec memory over exec (a child forked by the
@@ -39,8 +43,9 @@ def main() -> None:
     except SystemExit as exc:
         code = exc.code
     finally:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         with open(out, "w") as handle:
-            handle.write(f"{peak_kib()}\n")
+            handle.write(f"{peak_kib()}\n{usage.ru_utime + usage.ru_stime:.4f}\n")
     sys.exit(code)
 
 

@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import DbpipeError, ExitCode, UsageError

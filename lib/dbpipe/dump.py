@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from .verify import verify
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # not datetime: ~2 ms less start-up
 
 
 def dump(target: Target, out_fd: int, scope: str = "database",

@@ -15,7 +15,7 @@ import fcntl
 import os
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import CantCreateError, NoInputError, TempFailure
 from .leftovers import owned_pattern, owner_tag, sweep

@@ -4,11 +4,12 @@ stream from stdin into a loader, in fixed-size chunks (constant memory)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import Cancelled, DataError, IOFailure, NoInputError
 from .log import Progress
@@ -62,6 +63,69 @@ def chunks(fd: int, label: str):
             time.sleep(COALESCE_WAIT)
 
 
+class PipeTee:
+    """tee(2): duplicate what waits in one pipe into another without copying it
+    (the kernel hands on references to the same pages).  Python has no os.tee,
+    so it comes from libc through ctypes."""
+
+    def __init__(self, function, get_errno):
+        self._tee, self._errno = function, get_errno
+
+    @classmethod
+    def between(cls, fd: int, out_fd: int) -> PipeTee | None:
+        """A PipeTee when both fds are pipes of at least PIPE_SIZE, else None.
+
+        The output pipe must be large too: tee moves at most what fits into it,
+        and the coalescing wait after a short read must mean 'the writer was
+        slow', not 'the output pipe was small'."""
+        enlarge_pipe(out_fd)
+        if not (_large_pipe(fd) and _large_pipe(out_fd)):
+            return None
+        import ctypes  # here: ~3 ms to import, and only a dump into a pipe uses it
+
+        try:
+            function = ctypes.CDLL(None, use_errno=True).tee
+        except (OSError, AttributeError):
+            return None
+        function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint)
+        function.restype = ctypes.c_ssize_t
+        return cls(function, ctypes.get_errno)
+
+    def __call__(self, fd: int, out_fd: int, count: int) -> int:
+        """Up to count bytes from pipe fd also into pipe out_fd; 0 at the end of fd."""
+        while True:
+            done = self._tee(fd, out_fd, count, 0)
+            if done >= 0:
+                return done
+            code = self._errno()
+            if code != errno.EINTR:  # EINTR: a signal handler has run (a cancel raised)
+                raise OSError(code, os.strerror(code))
+
+
+def teed_chunks(fd: int, out_fd: int, tee: PipeTee, label: str):
+    """Like chunks(), but every chunk is already in the pipe out_fd (by tee)
+    when it is read: the bytes are copied once, into our buffer to be hashed,
+    instead of twice (read, then write)."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while True:
+        try:
+            count = tee(fd, out_fd, CHUNK)
+        except OSError as exc:
+            raise StreamWriter.write_error(exc) from None
+        if count == 0:
+            return
+        got = 0
+        while got < count:  # the teed bytes are waiting in fd: this never blocks
+            try:
+                got += os.readv(fd, [view[got:count]])
+            except OSError as exc:
+                raise IOFailure(f"cannot read {label}: {exc.strerror}") from None
+        yield view[:count]
+        if count < SHORT_READ:
+            time.sleep(COALESCE_WAIT)  # as in chunks()
+
+
 @dataclass
 class CopiedDump:
     head: bytes
@@ -71,17 +135,26 @@ class CopiedDump:
 
 def copy_dump(fd: int, writer: StreamWriter, progress: Progress) -> CopiedDump:
     """Copy the dump tool's stdout into the stream, keeping its first and last bytes
-    for the version and completeness checks."""
+    for the version and completeness checks.
+
+    Into a pipe (Bareos, a shell pipeline) the bytes go by tee(2) and are only
+    read to be hashed; into anything else by read and write."""
     enlarge_pipe(fd)
+    label = "the dump tool's output"
+    tee = PipeTee.between(fd, writer.fd)
+    if tee is not None:
+        source, account = teed_chunks(fd, writer.fd, tee, label), writer.wrote
+    else:
+        source, account = chunks(fd, label), writer.write
     head = bytearray()
     tail = b""
     count = 0
-    for chunk in chunks(fd, "the dump tool's output"):
+    for chunk in source:
         if len(head) < HEAD_KEPT:
             head += chunk[: HEAD_KEPT - len(head)]
         tail = (tail + bytes(chunk[-TAIL_KEPT:]))[-TAIL_KEPT:]
         count += len(chunk)
-        writer.write(chunk)
+        account(chunk)
         progress.update(writer.count)
     progress.done()
     return CopiedDump(bytes(head), tail, count)
@@ -151,7 +224,8 @@ class Pump:
         for chunk in self._remaining():
             if stream_error is None:
                 try:
-                    self._forward(sink, self.verifier.feed(chunk))
+                    for piece in self.verifier.pieces(chunk):
+                        self._forward(sink, piece)
                 except DataError as exc:
                     stream_error = exc
         if stream_error is not None:

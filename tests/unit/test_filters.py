@@ -39,7 +39,7 @@ def filtered(data: bytes, borders) -> bytes:
     lobs = LargeObjectTransactions()
     out, start = [], 0
     for border in list(borders) + [len(data)]:
-        out.append(lobs.feed(data[start:border]))
+        out += [bytes(piece) for piece in lobs.feed(data[start:border])]
         start = border
     return b"".join(out) + lobs.flush()
 

@@ -103,6 +103,17 @@ def test_any_database_name_survives_header_and_trailer(name):
     assert trailer.database == name and trailer.extra == {"note": "x: y\nz"}
 
 
+@pytest.mark.parametrize("value", ["nextcloud", "my db", "a'b\"c`d;$(x)%", "line\nbreak", "x=y z=%41",
+                                   "Zürich 📁", "/srv/nc/o.db", "15.4 (Debian 15.4-1)", "", "~_.-/@+,:()"])
+def test_percent_encoding_is_urllib_quote(value):
+    import urllib.parse
+
+    from dbpipe.stream import _dec, _enc
+
+    assert _enc(value) == urllib.parse.quote(value, safe="/@+,.:-_~()")
+    assert _dec(_enc(value)) == value
+
+
 def test_all_databases_scope():
     header = Header("pgsql", "all", "")
     _, trailer = verify(make_stream(header=header))

@@ -145,17 +145,25 @@ class LargeObjectTransactions:
         (b"SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n", b"SELECT pg_catalog.lo_close(0);\n\n\n"),
     )
     KEEP = max(len(old) for old, _ in REPLACEMENTS) - 1
+    MARKER = b"pg_catalog.lo_"
 
     def __init__(self):
         self._carry = b""
 
-    def feed(self, data) -> bytes:
-        window = self._carry + bytes(data)
-        if b"pg_catalog.lo_" in window:
+    def feed(self, data) -> tuple:
+        """The bytes to pass on now, as pieces; the last KEEP bytes wait for the next call."""
+        data = bytes(data)  # the one copy: only bytes can be searched
+        if len(data) >= self.KEEP and self.MARKER not in data and (
+                self.MARKER not in self._carry + data[:self.KEEP]):
+            # the usual case, no large objects: the data unchanged, without copying it again
+            carry, self._carry = self._carry, data[-self.KEEP:]
+            return carry, memoryview(data)[: -self.KEEP]
+        window = self._carry + data
+        if self.MARKER in window:
             for old, new in self.REPLACEMENTS:
                 window = window.replace(old, new)
         self._carry = window[-self.KEEP:]
-        return window[: -self.KEEP]
+        return (window[: -self.KEEP],)
 
     def flush(self) -> bytes:
         carry, self._carry = self._carry, b""
@@ -255,8 +263,13 @@ class PgsqlEngine(Engine):
         with pgpass_environment(target.password) as env, loader(
                 argv, label="psql", env_extra=env) as child:
             sink = feed_child(child)
+
+            def filtered(data) -> None:
+                for piece in lobs.feed(data):
+                    sink(piece)
+
             pump.send(sink, PRELUDE)
-            trailer = pump.run(lambda data: sink(lobs.feed(data)))
+            trailer = pump.run(filtered)
             pump.send(sink, lobs.flush())
             if pump.sink_error is None:
                 live.begin()
