@@ -188,6 +188,11 @@ class PgsqlEngine(Engine):
     def dump_complete(self, tail: bytes) -> bool:
         return any(marker in tail for marker in COMPLETE_MARKERS)
 
+    def snapshot_fixed(self, output: bytes) -> bool:
+        """pg_dump reads the whole catalog inside its REPEATABLE READ transaction
+        before it writes a byte of a plain dump: any output proves the snapshot."""
+        return bool(output)
+
     def server_version(self, target: Target, head: bytes) -> str:
         found = re.search(rb"^-- Dumped from database version (.+)$", head, re.MULTILINE)
         return found.group(1).decode("utf-8", "replace").strip() if found else "unknown"
