@@ -31,6 +31,9 @@ class Maintenance:
                  settle: float = DEFAULT_SETTLE):
         self.occ, self.report = occ, report
         self.wait_timeout, self.settle_time = wait_timeout, settle
+        # the window users are shut out, as tightly as we can see it: from just
+        # before occ's --on to the status that confirms --off (epoch seconds)
+        self.on_at = self.off_at = 0.0
 
     def status(self) -> Status:
         status = self.occ.status()
@@ -44,6 +47,7 @@ class Maintenance:
     def switch_on(self) -> None:
         """On, marked as ours, confirmed by occ status, then the settle time."""
         self.occ.run("config:system:set", MARKER, "--value=true", "--type=boolean")
+        self.on_at = time.time()
         self.occ.run("maintenance:mode", "--on")
         self.wait_for(True)
         self.report.step("maintenance mode: on (confirmed by occ status)")
@@ -54,6 +58,7 @@ class Maintenance:
         if self.status().maintenance:
             self.occ.run("maintenance:mode", "--off")
             self.wait_for(False)
+            self.off_at = time.time()
             self.report.step("maintenance mode: off")
         else:
             self.report.step("maintenance mode: already off")

@@ -33,6 +33,7 @@ class HookState:
     manager_style: str = ""              # systemctl | service
     hook: str = ""
     since: str = ""
+    switched_on: float = 0.0             # epoch seconds when we switched maintenance on
 
     def describe(self) -> str:
         by = f"by {self.hook}" + (f" at {self.since}" if self.since else "")
