@@ -19,9 +19,10 @@
  * Test instruments (files in the installation, as the environment is scrubbed):
  * - occ-calls.log: one JSON line per call {uid, maintenance, args};
  * - files-scan.log: one line per scanned user;
- * - occ-fail.json: [{"match": "maintenance:mode --on", "action": "fail"|"hang",
+ * - occ-fail.json: [{"match": "maintenance:mode --on", "action": "fail"|"hang"|"pause",
  *   "skip": N, "times": M, "message": "..."}] makes matching calls fail (after N
- *   passes, M times);
+ *   passes, M times); "pause" instead waits until the file occ-resume exists
+ *   (at most "seconds") and then runs the command normally;
  *   match = the command name plus options/arguments the call must contain.
  */
 
@@ -213,7 +214,15 @@ function simulated_failure(string $root, string $command, array $args): void {
         if ($counts[$index] <= $skip || $counts[$index] > $skip + ($rule['times'] ?? PHP_INT_MAX - $skip)) {
             continue;
         }
-        if (($rule['action'] ?? 'fail') === 'hang') {
+        $action = $rule['action'] ?? 'fail';
+        if ($action === 'pause') {
+            $until = time() + ($rule['seconds'] ?? 120);
+            while (!is_file($root . '/occ-resume') && time() < $until) {
+                usleep(50000);
+            }
+            continue;
+        }
+        if ($action === 'hang') {
             sleep($rule['seconds'] ?? 3600);
         }
         throw new OccFailure($rule['message'] ?? "Simulated failure of $call", 'Simulated.php line 1');
