@@ -1,6 +1,8 @@
 # dbpipe - see README.md.  The two commands a newcomer needs:
 #   make demo   a full backup -> verify -> restore round trip on a bundled SQLite sample
 #   make test   everything, against private real servers (installs what it needs)
+# and, with real Bareos daemons (builds Bareos once into ~/.cache/dbpipe unless installed):
+#   make test-bareos
 
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -17,7 +19,7 @@ VENDOR  := lib/vendor
 PYTEST  := $(VENV)/bin/python -m pytest
 COMMANDS := $(wildcard bin/*)
 
-.PHONY: all demo test unit check-config bench bench-snapshot install install-bareos-config uninstall clean
+.PHONY: all demo test test-bareos unit check-config bench bench-bareos bench-snapshot install install-bareos-config uninstall clean
 
 all: $(VENDOR)/.done
 
@@ -39,17 +41,34 @@ demo: $(VENDOR)/.done
 test: $(VENDOR)/.done
 	tools/system-deps test
 	$(MAKE) --no-print-directory check-config
-	$(PYTEST) tests
+	$(PYTEST) tests --ignore=tests/bareos
+
+# Real Bareos daemons: an installed Bareos (packages: BAREOS_PREFIX=/usr), else one built
+# once from the source tarball (BAREOS_TARBALL, default ../shared/bareos/) into the cache
+# DBPIPE_BAREOS_CACHE (default ~/.cache/dbpipe/bareos-25.1.0).
+test-bareos: $(VENDOR)/.done
+	tools/system-deps test
+	tools/bareos-testbed-build >/dev/null
+	$(PYTEST) tests/bareos
 
 unit: $(VENDOR)/.done
 	$(PYTEST) tests/unit
 
+# our own rules, then Bareos' parser (bareos-dir -t, bareos-fd -t) when a Bareos is at hand
 check-config: $(VENDOR)/.done
-	@if [ -x tools/check-bareos-config ]; then $(VENV)/bin/python tools/check-bareos-config bareos-config; fi
+	$(VENV)/bin/python tools/check-bareos-config bareos-config
+	@if tools/bareos-testbed-build --find-only >/dev/null 2>&1; then $(PYTEST) tests/bareos/test_config.py; \
+	else echo "check-config: no Bareos here yet; make test-bareos runs bareos-dir -t"; fi
 
 bench: $(VENDOR)/.done
 	tools/system-deps test
 	$(VENV)/bin/python bench/run-bench
+
+# real Bareos backup jobs: bare pg_dump reader vs dbpipe-dump reader (docs/bareos.md)
+bench-bareos: $(VENDOR)/.done
+	tools/system-deps test
+	tools/bareos-testbed-build >/dev/null
+	$(VENV)/bin/python bench/bareos-jobs
 
 # snapshot mode vs method 4.3: maintenance window at 1 and 8 GiB (root, btrfs, loop
 # devices; ~10 min, ~2 GiB in /var/tmp while it runs), figures for docs/snapshot.md

@@ -155,7 +155,7 @@ class PgsqlDatabase(ServerDatabase):
 
     def fingerprint(self) -> bytes:
         s = self.server
-        argv = ["pg_dump", "-h", s.socket or s.host, "-p", str(s.port), "-U", s.admin_user,
+        argv = [s.tool("pg_dump"), "-h", s.socket or s.host, "-p", str(s.port), "-U", s.admin_user,
                 "--restrict-key=dbpipetest", self.name]
         env = {"PATH": BARE_PATH} | ({"PGPASSWORD": s.admin_password} if s.admin_password else {})
         return subprocess.run(argv, check=True, capture_output=True, env=env).stdout

@@ -3,8 +3,10 @@ what they left behind."""
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
 import shlex
 import socket
 import subprocess
@@ -120,3 +122,17 @@ class SyslogCollector:
 
 def describe(argv) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def id_without_account(start: int = 54321) -> int:
+    """A number that is neither a uid nor a gid in passwd/group: an owner as
+    containers and restored systems leave them."""
+    taken = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+    return next(number for number in range(start, start + 10_000) if number not in taken)
+
+
+def chown_tree(root, uid: int, gid: int) -> None:
+    for directory, _, files in os.walk(root):
+        os.chown(directory, uid, gid)
+        for name in files:
+            os.chown(os.path.join(directory, name), uid, gid)

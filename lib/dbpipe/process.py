@@ -1,16 +1,17 @@
 """Child processes: streaming children, run-to-completion commands, and signals.
 
-Two kinds of children, two tools:
+Two kinds of children, one way to start them (`_spawn`):
 
 * Streaming children (dump tools, database clients) move the data.  We own
-  their stdin/stdout file descriptors and copy raw bytes, so they are started
-  with ``subprocess.Popen``: exact control of pass_fds, process groups and pipes.
+  their stdin/stdout file descriptors and copy raw bytes (`Child`).
 * Short commands whose output we read (occ, psql queries, systemctl,
-  mariabackup --prepare) go through ``sh`` with a timeout.
+  sqlite3 pragmas) run to completion with a timeout (`run`).
 
-Every child gets a scrubbed environment (no secrets can leak in from ours),
-runs in its own session so a terminal's Ctrl-C reaches only us, and is killed
-with its whole process group on every failure path.
+Both share one privilege-drop rule (`RunAs`: numeric uid and gid, so an
+owner without a passwd entry works too), one environment-scrubbing rule
+(`child_environment`: no secrets can leak in from ours), and one kill rule:
+every child runs in its own session, so a terminal's Ctrl-C reaches only us,
+and is killed with its whole process group on every failure path.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ def find_tool(*names: str, package_hint: str = "") -> str:
 
 @dataclass(frozen=True)
 class RunAs:
-    """An unprivileged account to run a child as (only effective when we are root)."""
+    """An unprivileged account to run a child as (only effective when we are root).
+
+    Numeric on purpose: files of containers and restored systems are often
+    owned by a uid that has no passwd entry here, and such an owner must work
+    for every child alike."""
 
     uid: int
     gid: int
@@ -86,10 +91,34 @@ class RunAs:
             return None
 
     def popen_kwargs(self) -> dict:
-        """Drop to uid/gid and to the account's own supplementary groups, not root's."""
+        """Drop to uid/gid and to the account's own supplementary groups, never
+        root's; an owner without a passwd entry gets its gid alone."""
         name = self.user_name()
         groups = os.getgrouplist(name, self.gid) if name else [self.gid]
         return {"user": self.uid, "group": self.gid, "extra_groups": groups}
+
+
+def _spawn(argv, *, stdin, stdout, env_extra=None, pass_fds=(), run_as: RunAs | None = None,
+           cwd=None) -> subprocess.Popen:
+    """Start any child: scrubbed environment, its own session (so its whole
+    group can be killed), privileges dropped, cwd / unless told otherwise."""
+    log.debug("starting %s", " ".join(argv))
+    try:
+        return subprocess.Popen(
+            argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+            env=child_environment(env_extra), pass_fds=tuple(pass_fds),
+            start_new_session=True, cwd=cwd or "/",
+            **(run_as.popen_kwargs() if run_as else {}),
+        )
+    except FileNotFoundError:
+        raise UnavailableError(f"{argv[0]} not found") from None
+    except PermissionError as exc:
+        raise UnavailableError(f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 class Child:
@@ -100,19 +129,9 @@ class Child:
                  pass_fds=(), run_as: RunAs | None = None, cwd=None):
         self.label = label or os.path.basename(argv[0])
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
-        log.debug("starting %s", " ".join(argv))
         with _starting_child():
-            try:
-                self.proc = subprocess.Popen(
-                    argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                    env=child_environment(env_extra), pass_fds=tuple(pass_fds),
-                    start_new_session=True, cwd=cwd or "/",
-                    **(run_as.popen_kwargs() if run_as else {}),
-                )
-            except FileNotFoundError:
-                raise UnavailableError(f"{argv[0]} not found") from None
-            except PermissionError as exc:
-                raise UnavailableError(f"cannot run {argv[0]}: {exc.strerror}") from None
+            self.proc = _spawn(argv, stdin=stdin, stdout=stdout, env_extra=env_extra,
+                               pass_fds=pass_fds, run_as=run_as, cwd=cwd)
             self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
             self._drainer.start()
         if _held:
@@ -139,8 +158,7 @@ class Child:
     def kill(self) -> None:
         """Kill the child's whole process group and reap it."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            _kill_group(self.proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.wait(30)
 
@@ -195,39 +213,35 @@ def run(argv, *, input: str | bytes | None = None, timeout: float | None = None,
     """Run a short command to completion and capture its output.
 
     Never raises for a non-zero exit: the caller decides what a code means.
-    A timeout kills the command's process group and raises UnavailableError.
+    A timeout kills the command's process group and raises UnavailableError;
+    a cancel kills it too and goes on as Cancelled.
     """
-    import sh  # here, not at the top: it pulls in asyncio and costs every command ~50 ms
-
-    try:
-        command = sh.Command(argv[0])
-    except sh.CommandNotFound:
-        raise UnavailableError(f"{argv[0]} not found") from None
-    options = dict(
-        _in=input, _env=child_environment(env_extra), _cwd=cwd or "/", _tty_out=False,
-        _new_session=True, _bg=True, _return_cmd=True, _ok_code=list(range(-64, 256)),
-        _decode_errors="replace", _pass_fds=set(pass_fds),
-        _uid=run_as.uid if run_as else None, _timeout=timeout,
-    )
+    data = input.encode() if isinstance(input, str) else input
     with _starting_child():
-        running = command(*argv[1:], **options)
+        proc = _spawn(argv, stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+                      stdout=subprocess.PIPE, env_extra=env_extra, pass_fds=pass_fds,
+                      run_as=run_as, cwd=cwd)
     try:
         _raise_held()
-        running.wait()  # not wait(timeout): that variant returns before all output is read
-    except sh.TimeoutException:
-        _kill_group(running.pid)
+        out, err = proc.communicate(data, timeout)
+    except subprocess.TimeoutExpired:
+        _end(proc)
         raise UnavailableError(f"{os.path.basename(argv[0])} timed out after {timeout:g} s") from None
-    except BaseException:  # e.g. Cancelled: kill, and reap - an unreaped command keeps
-        _kill_group(running.pid)  # sh's timeout thread, and so us, alive until the timeout
-        with contextlib.suppress(Exception):
-            running.wait()
+    except BaseException:  # e.g. Cancelled: kill and reap before going on
+        _end(proc)
         raise
-    return Completed(tuple(argv), running.exit_code, _text(running.stdout), _text(running.stderr))
+    return Completed(tuple(argv), proc.returncode, _text(out), _text(err))
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+def _end(proc: subprocess.Popen) -> None:
+    """Kill a command's process group, reap it, close our ends of its pipes."""
+    _kill_group(proc.pid)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(30)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _text(data) -> str:

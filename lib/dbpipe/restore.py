@@ -12,16 +12,16 @@ import os
 import time
 from dataclasses import dataclass
 
-from .engines import RestoreOptions, get_engine
-from .errors import DataError, IOFailure
+from .engines import Engine, RestoreOptions, get_engine
+from .errors import DataError, DbpipeError, IOFailure
 from .files import atomic_write
 from .bareos import BareosJob
+from .leftovers import keep_newest
 from .log import human_bytes, log
 from .stream import Header, Trailer, write_all
 from .target import Target
 from .transfer import Pump
 
-UNEXPANDED_WHERE = "%w"
 
 
 @dataclass(frozen=True)
@@ -43,31 +43,9 @@ class FileDestination:
 
 def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | None,
                        replace_arg: str | None = None) -> FileDestination | None:
-    """Where a Bareos restore wants the data: None means the live database.
-
-    The location comes from $BareosWhere (Bareos 26+) or from a --where=%w
-    argument (Bareos up to 25 and Bacula expand %w in the writer string; a
-    literal %w means it was not expanded).  The replace code (a/w/o/n from
-    $BareosReplace or %r) decides whether an existing file is overwritten.
-    """
-    where = bareos_where(where_arg, job)
-    if where is None:
-        return None
-    replace = job.replace if job.replace is not None else _expanded(replace_arg)
-    return FileDestination(file_name, (replace or "a").strip() in ("a", "w", "o"), where)
-
-
-def bareos_where(where_arg: str | None, job: BareosJob) -> str | None:
-    """The Bareos restore location, or None for 'in place' (where empty or /,
-    or not known: no $BareosWhere and %w not expanded)."""
-    where = job.where if job.where is not None else _expanded(where_arg)
-    return where if where and where.strip("/") else None
-
-
-def _expanded(value: str | None) -> str | None:
-    if value is None or UNEXPANDED_WHERE in value or value == "%r":
-        return None
-    return value
+    """A file below the Bareos restore location, or None: the live database."""
+    where = job.restore_location(where_arg)
+    return None if where is None else FileDestination(file_name, job.may_overwrite(replace_arg), where)
 
 
 def restore(target: Target, in_fd: int, options: RestoreOptions,
@@ -97,7 +75,18 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
     log.info("restoring %s from a dump of %r", target.describe(), header.database)
     result = engine.restore(target, pump, options)
     log.info("restore mode: %s%s", result.mode, f"; replaced data kept in {result.kept}" if result.kept else "")
+    list_kept_copies(engine, target, options)
     return None
+
+
+def list_kept_copies(engine: Engine, target: Target, options: RestoreOptions) -> None:
+    """Every copy earlier restores kept, with its size, bounded by
+    --keep-old-copies.  The restore is done: a failure here is only logged."""
+    try:
+        keep_newest(engine.kept_copies(target, options), options.keep_old_copies,
+                    lambda copy: engine.remove_kept_copy(target, copy), "copy of replaced data")
+    except (DbpipeError, OSError) as exc:
+        log.warning("cannot list or remove the kept copies of %s: %s", target.describe(), exc)
 
 
 def write_file(pump: Pump, destination: FileDestination) -> Trailer:

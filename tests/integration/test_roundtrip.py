@@ -57,7 +57,7 @@ def test_stream_loads_by_hand_with_the_stock_client(database, env, tmp_path):
     if database.kind == "mysql":
         argv = ["mariadb", *server._mysql_conn(), "-u", server.admin_user, name]
     else:
-        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.socket or server.host,
+        argv = [server.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.socket or server.host,
                 "-p", str(server.port), "-U", server.admin_user, "-d", name, "-f", str(stream)]
     with open(stream, "rb") as handle:
         subprocess.run(argv, stdin=handle, check=True, env={"PATH": BARE_PATH})

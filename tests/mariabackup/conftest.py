@@ -104,13 +104,18 @@ def source():
 
 @pytest.fixture
 def nextcloud():
-    """A sample Nextcloud installation (the tests' occ double) for maintenance mode."""
+    """A sample Nextcloud installation (the tests' occ double, the next
+    Nextcloud's command set) and a private state directory for its record."""
     from ..nextcloud import installs
     base = tempfile.mkdtemp(prefix="dbpipe-mb-nc-")
     os.chmod(base, 0o755)
     root = Path(base) / "nextcloud"
     _, values = installs.sqlite_database(root)
-    yield installs.build(root, values)
+    install = installs.build(root, values, variant="next")
+    install.state_dir = Path(base) / "state"
+    install.args = ("--nextcloud", str(root), "--nextcloud-state-dir", str(install.state_dir),
+                    "--settle", "0")
+    yield install
     shutil.rmtree(base, ignore_errors=True)
 
 

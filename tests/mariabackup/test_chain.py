@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ..helpers import dbpipe, last_line
+from ..helpers import BIN, bareos_env, dbpipe, last_line
 from .conftest import (SERVICE_MANAGER, PrivateService, change, job_env, populate, profile_dir,
                        run_reader, run_writer, snapshot)
 
@@ -101,14 +105,18 @@ def test_restored_chain_equals_the_source_at_the_last_backup(chain, restored):
 def test_until_restores_the_incremental_chain_and_keeps_the_old_datadir(chain, restored, nextcloud):
     before = set(os.listdir(restored.root))
     prepared, copied = restore(chain.landed, restored, "--force", "--until", "2",
-                               copy_args=("--nextcloud", nextcloud.root, "--settle", "0"))
+                               copy_args=nextcloud.args)
     assert copied.returncode == 0, copied.stderr.decode()
     assert "maintenance:mode --on" in nextcloud.commands() and not nextcloud.maintenance
+    assert "data fingerprint: updated to " in copied.stdout.decode()   # by PHP: the next occ refuses
+    assert nextcloud.config()["data-fingerprint"] and not list(nextcloud.state_dir.glob("*.json"))
     assert b"Bareos job 102" in prepared.stdout
     assert snapshot(restored) == chain.snapshots[2]
     kept = [name for name in set(os.listdir(restored.root)) - before if name.startswith("data.dbpipe-old-")]
     assert len(kept) == 1
     assert os.path.isdir(os.path.join(restored.root, kept[0], "nc"))   # nothing deleted
+    assert re.search(rf"kept earlier data directory: {re.escape(os.path.join(restored.root, kept[0]))} "
+                     r"\(\d+(\.\d)? MiB\)", copied.stderr.decode())
 
 
 def test_a_new_server_that_fails_to_start_brings_the_old_one_back(chain, restored, tmp_path, nextcloud):
@@ -120,16 +128,56 @@ def test_a_new_server_that_fails_to_start_brings_the_old_one_back(chain, restore
     assert dbpipe("dbpipe-mariabackup-restore", "prepare", work).returncode == 0
     (work / "prepared" / "ibdata1").write_bytes(b"")   # InnoDB cannot start on this
 
-    result = copy_back(work, restored, "--nextcloud", nextcloud.root)
+    result = copy_back(work, restored, *nextcloud.args)
 
     assert result.returncode == 69, result.stderr.decode()
     assert "previous data directory is back in place" in last_line(result)
     assert nextcloud.maintenance and "maintenance:mode --off" not in nextcloud.commands()
+    assert not nextcloud.config()["data-fingerprint"] and not list(nextcloud.state_dir.glob("*.json"))
     assert restored.running()
     assert snapshot(restored) == before
     added = set(os.listdir(restored.root)) - entries
     assert [name for name in added if name.startswith("data.dbpipe-failed-")]
     assert not [name for name in added if name.startswith("data.dbpipe-old-")]
+
+
+def test_a_copy_back_killed_mid_way_leaves_nextcloud_closed_with_a_record(chain, restored, tmp_path,
+                                                                         new_service, nextcloud):
+    """SIGKILL while the new server starts: nothing can put anything back, so
+    the record saved before the swap is what says maintenance mode is ours
+    and the restore half-finished; no backup hook ends it, the named command
+    finishes it.  (The chain was prepared for `restored`; copy-back only reads it.)"""
+    directory = chain.landed
+    target, started = new_service("killed"), tmp_path / "start-called"
+    manager = tmp_path / "hanging-manager"
+    manager.write_text(f'#!/bin/sh\nif [ "$1" = start ]; then echo $$ > {started}; exec sleep 300; fi\n'
+                       f'exec {SERVICE_MANAGER} "$@"\n')
+    manager.chmod(0o755)
+    proc = subprocess.Popen(
+        [str(BIN / "dbpipe-mariabackup-restore"), "copy-back", str(directory), "--datadir", target.datadir,
+         "--service", target.root, "--service-manager", str(manager), "--defaults-file", target.cnf,
+         "--state-dir", os.path.join(target.root, "no-state"), *nextcloud.args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+        env=bareos_env())
+    deadline = time.monotonic() + 120
+    while not (started.exists() and started.read_text().strip()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "copy-back never started the server"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    os.kill(int(started.read_text()), signal.SIGKILL)   # the orphaned, hanging start
+
+    assert proc.returncode == -signal.SIGKILL
+    assert nextcloud.maintenance
+    record = json.loads(next(nextcloud.state_dir.glob("*.json")).read_text())
+    finish = f"nextcloud-after-restore {nextcloud.root} --state-dir {nextcloud.state_dir}"
+    assert (record["hook"], record["unfinished"]) == ("dbpipe-mariabackup-restore copy-back", finish)
+    refused = dbpipe("nextcloud-before-backup", nextcloud.root, "--state-dir", nextcloud.state_dir)
+    assert refused.returncode == 75 and f"finish it first with: {finish}" in last_line(refused)
+    argv = shlex.split(finish)
+    finished = dbpipe(argv[0], *argv[1:], "--settle", "0")
+    assert finished.returncode == 0, finished.stderr.decode()
+    assert not nextcloud.maintenance and nextcloud.config()["data-fingerprint"]
 
 
 def link_pieces(chain: Chain, directory: Path, sequences) -> list[str]:

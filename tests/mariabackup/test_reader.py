@@ -173,3 +173,33 @@ def test_a_failed_jobs_backup_is_taken_back_out_of_the_chain(source, tmp_path, e
     assert not (state / "chain.json").exists()
     result = reader(source, state, env=job_env(env, "I", 33))
     assert result.returncode == 0 and "taking a full backup instead" in result.stderr.decode()
+
+
+RENAMING_WRAPPER = """#!/bin/sh
+# mariabackup 10.11, then its --extra-lsndir files renamed as MariaDB 11.1+ names them (MDEV-18931)
+mariabackup "$@"
+code=$?
+for arg in "$@"; do case "$arg" in --extra-lsndir=*) dir="${arg#--extra-lsndir=}" ;; esac; done
+mv "$dir/xtrabackup_checkpoints" "$dir/mariadb_backup_checkpoints" || exit 99
+mv "$dir/xtrabackup_info" "$dir/mariadb_backup_info" || exit 99
+ls "$dir" > %s
+exit $code
+"""
+
+
+def test_mariadb_11_file_names_are_read(source, tmp_path, env):
+    """MariaDB 11 is not installable here: real 10.11 backups (full, then an
+    incremental on top) whose checkpoint and info files carry the 11.1+ names."""
+    listing = tmp_path / "lsndir"
+    wrapper = tmp_path / "mariabackup"
+    wrapper.write_text(RENAMING_WRAPPER % listing)
+    wrapper.chmod(0o755)
+    state = tmp_path / "state"
+    for level in ("full", "incremental"):
+        result = reader(source, state, "--level", level, "--mariabackup", str(wrapper), env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        assert listing.read_text().split() == ["mariadb_backup_checkpoints", "mariadb_backup_info"]
+    full, incremental = pieces(state)
+    assert full["from_lsn"] == 0 < full["to_lsn"] and full["tool_version"]
+    assert incremental["level"] == "incremental" and incremental["from_lsn"] == full["to_lsn"]
+    assert incremental["tool_version"] == full["tool_version"]

@@ -42,29 +42,36 @@ def state_dir(tmp_path):
     return tmp_path / "state"
 
 
-def _install(nc_root, database_and_values):
+@pytest.fixture
+def occ_variant():
+    """The occ double's command set; the hook tests run with both
+    (installs.OCC_VARIANTS) by overriding this fixture."""
+    return "current"
+
+
+def _install(nc_root, database_and_values, variant):
     db, values = database_and_values
-    install = installs.build(nc_root, values)
+    install = installs.build(nc_root, values, variant=variant)
     install.database = db
     return install
 
 
 @pytest.fixture
-def plain_install(nc_root):
+def plain_install(nc_root, occ_variant):
     """An installation on SQLite: enough for everything that does not dump."""
-    return _install(nc_root, installs.sqlite_database(nc_root))
+    return _install(nc_root, installs.sqlite_database(nc_root), occ_variant)
 
 
 @pytest.fixture
-def mysql_install(nc_root, server_pool):
-    install = _install(nc_root, installs.mysql_database(server_pool.get("mysql", "local")))
+def mysql_install(nc_root, server_pool, occ_variant):
+    install = _install(nc_root, installs.mysql_database(server_pool.get("mysql", "local")), occ_variant)
     yield install
     install.database.server.drop_database(install.database.name)
 
 
 @pytest.fixture
-def pgsql_install(nc_root, server_pool):
-    install = _install(nc_root, installs.pgsql_database(server_pool.get("pgsql", "local")))
+def pgsql_install(nc_root, server_pool, occ_variant):
+    install = _install(nc_root, installs.pgsql_database(server_pool.get("pgsql", "local")), occ_variant)
     yield install
     install.database.server.drop_database(install.database.name)
 

@@ -20,6 +20,10 @@ HERE = Path(__file__).resolve().parent
 OCC_DOUBLE = HERE / "occ.php"
 WEB_USER = "www-data"
 USERS = ("alice", "bob")
+# occ double variants: today's command set, and the next Nextcloud's (PR 56754),
+# which offers only these two commands while maintenance mode is on
+OCC_VARIANTS = ("current", "next")
+NEXT_MAINTENANCE_COMMANDS = ("maintenance:mode", "status")
 
 
 def web_account() -> pwd.struct_passwd:
@@ -131,8 +135,9 @@ def base_system(root: Path) -> dict:
 
 
 def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
-          occ: bool = True, users=USERS) -> Installation:
-    """Write the tree; split maps extra file names to the keys they carry."""
+          occ: bool = True, users=USERS, variant: str = "current") -> Installation:
+    """Write the tree; split maps extra file names to the keys they carry;
+    variant picks the occ double's command set (OCC_VARIANTS)."""
     (root / "config").mkdir(parents=True)
     values = {**base_system(root), **db_values}
     data = Path(values["datadirectory"])
@@ -149,6 +154,8 @@ def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
         (root / "config" / name).write_text(php_config(extra))
     if occ:
         shutil.copyfile(OCC_DOUBLE, root / "occ")
+    if variant == "next":
+        (root / "occ-maintenance-commands").write_text("\n".join(NEXT_MAINTENANCE_COMMANDS) + "\n")
     give_to_web_user(root)
     return Installation(root)
 
@@ -159,7 +166,7 @@ def give_to_web_user(root: Path) -> None:
         os.chown(directory, account.pw_uid, account.pw_gid)
         for name in files:
             os.chown(os.path.join(directory, name), account.pw_uid, account.pw_gid)
-    for path in (root / "config").iterdir():
+    for path in (root / "config").iterdir() if (root / "config").is_dir() else ():
         os.chmod(path, 0o640)
 
 

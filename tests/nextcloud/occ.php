@@ -14,11 +14,16 @@
  * - commands: status, maintenance:mode, maintenance:data-fingerprint,
  *   config:list, config:system:get|set|delete, files:scan (an app command:
  *   unavailable in maintenance mode);
- * - Symfony's error rendering ("In X.php line N:" + message) and exit 1.
+ * - Symfony's error rendering ("In X.php line N:" + message) and exit 1;
+ * - two command sets: today's, and the next Nextcloud's (server PR 56754),
+ *   which registers only maintenance:mode and status while maintenance mode is
+ *   on, so any other command is "not defined" there (Symfony's messages).
  *
  * Test instruments (files in the installation, as the environment is scrubbed):
  * - occ-calls.log: one JSON line per call {uid, maintenance, args};
  * - files-scan.log: one line per scanned user;
+ * - occ-maintenance-commands: when present, the only commands registered while
+ *   maintenance mode is on, one per line (the next Nextcloud's variant);
  * - occ-fail.json: [{"match": "maintenance:mode --on", "action": "fail"|"hang"|"pause",
  *   "skip": N, "times": M, "message": "..."}] makes matching calls fail (after N
  *   passes, M times); "pause" instead waits until the file occ-resume exists
@@ -360,6 +365,25 @@ function cmd_files_scan(Config $config, string $root, array $args, array $option
     return 0;
 }
 
+/* --- Symfony's Application::find() for an unregistered command ------------------ */
+
+function maintenance_commands(string $root): ?array {
+    $file = $root . '/occ-maintenance-commands';
+    return is_file($file) ? array_values(array_filter(array_map('trim', file($file)))) : null;
+}
+
+function undefined_command(string $command, array $registered): OccFailure {
+    $pos = strrpos($command, ':');
+    if ($pos !== false) {
+        $namespace = substr($command, 0, $pos);
+        if (!array_filter($registered, fn($c) => str_starts_with($c, $namespace . ':'))) {
+            return new OccFailure("There are no commands defined in the \"$namespace\" namespace.",
+                                  'Application.php line 661');
+        }
+    }
+    return new OccFailure("Command \"$command\" is not defined.", 'Application.php line 737');
+}
+
 function render_failure(OccFailure $failure, string $usage): void {
     $message = '  ' . $failure->getMessage() . '  ';
     $pad = str_repeat(' ', strlen($message));
@@ -377,6 +401,10 @@ try {
     $inMaintenance = maintenance_on($config);
     log_call($ROOT, $inMaintenance, $argv);
     simulated_failure($ROOT, $command, array_merge(array_map(fn($k) => "--$k", array_keys($options)), $args));
+    $registered = $inMaintenance ? maintenance_commands($ROOT) : null;
+    if ($registered !== null && !in_array($command, $registered, true)) {
+        throw undefined_command($command, $registered);
+    }
     if (str_starts_with($command, 'files:') && $inMaintenance) {
         if (!isset($options['no-warnings'])) {
             fwrite(STDERR, 'Nextcloud is in maintenance mode, no apps are loaded.' . PHP_EOL);

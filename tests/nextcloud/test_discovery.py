@@ -106,6 +106,18 @@ def test_failing_occ_falls_back_to_reading_the_files_with_php(nc_root):
     assert install.commands() == ["config:list system --private --output=json"]
 
 
+def test_next_nextcloud_in_maintenance_mode_is_read_with_php(nc_root, caplog):
+    """The next Nextcloud's occ has no config:list in maintenance mode: the
+    same values come from PHP, without a warning."""
+    install = build(nc_root, {"dbtype": "mysql", "dbhost": "db:3307"}, variant="next")
+    install.set_maintenance(True)
+    caplog.set_level("INFO", logger="dbpipe")
+    target = discover(install)
+    assert (target.host, target.port, target.password) == ("db", 3307, "s3cret:'\"x")
+    assert install.commands()[-1] == "config:list system --private --output=json"
+    assert [r.levelname for r in caplog.records if "no commands defined" in r.getMessage()] == ["INFO"]
+
+
 def test_php_runs_as_the_owner_of_config_php(nc_root):
     install = build(nc_root, {"dbtype": "mysql", "dbhost": "db"})
     discover(install)

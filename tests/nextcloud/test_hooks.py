@@ -8,9 +8,18 @@ import os
 import signal
 import stat
 
-from ..helpers import dbpipe
+import pytest
+
+from ..helpers import chown_tree, dbpipe, id_without_account
 from . import installs
 from .conftest import lines, text
+
+
+@pytest.fixture(params=installs.OCC_VARIANTS, autouse=True)
+def occ_variant(request):
+    """Every test here runs against today's occ and the next Nextcloud's."""
+    return request.param
+
 
 BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"
 MARKER = "dbpipe.maintenance"
@@ -52,6 +61,28 @@ def test_before_then_after_switches_maintenance_on_and_off(plain_install, run_ho
     assert {call["uid"] for call in plain_install.calls()} == {web.pw_uid}
     st = plain_install.config_file.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (web.pw_uid, 0o640)  # as rewritten by occ
+
+
+def test_an_owner_without_passwd_entry_runs_occ_php_and_sqlite3(nc_root, run_hook, state_dir, env,
+                                                                 occ_variant):
+    """config.php and the SQLite file owned by a bare uid: discovery, the dump
+    and every occ call run as that uid (before: exit 78, and 70 for sqlite)."""
+    _, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, values, variant=occ_variant)
+    owner = id_without_account()
+    chown_tree(nc_root, owner, owner)
+
+    dumped = dbpipe("dbpipe-dump", "--nextcloud", nc_root, env=env)
+    before = run_hook(BEFORE, install)
+    on = install.maintenance
+    after = run_hook(AFTER, install)
+
+    assert dumped.returncode == 0, dumped.stderr.decode()
+    assert before.returncode == 0 and on, text(before)
+    assert after.returncode == 0, text(after)
+    assert_back_to_normal(install, state_dir)
+    assert {call["uid"] for call in install.calls()} == {owner}
+    assert install.config_file.stat().st_uid == owner
 
 
 def test_an_admins_maintenance_mode_stays_on(plain_install, run_hook, state_dir):
@@ -177,9 +208,10 @@ def test_failing_occ_gives_its_message_and_puts_maintenance_back(plain_install, 
     assert_back_to_normal(plain_install, state_dir)
 
 
-def test_read_only_config_is_reported_and_nothing_is_left_behind(nc_root, run_hook, state_dir):
+def test_read_only_config_is_reported_and_nothing_is_left_behind(nc_root, run_hook, state_dir,
+                                                                 occ_variant):
     db, values = installs.sqlite_database(nc_root)
-    install = installs.build(nc_root, {**values, "config_is_read_only": True})
+    install = installs.build(nc_root, {**values, "config_is_read_only": True}, variant=occ_variant)
 
     result = run_hook(BEFORE, install)
 

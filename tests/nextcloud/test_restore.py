@@ -3,14 +3,23 @@ MariaDB, PostgreSQL and SQLite installations, and its failure paths."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import signal
 
 import pytest
 
-from ..helpers import dbpipe
+from ..helpers import dbpipe, last_line
 from . import installs
 from .conftest import lines, text
+
+
+@pytest.fixture(params=installs.OCC_VARIANTS, autouse=True)
+def occ_variant(request):
+    """Every test here runs against today's occ and the next Nextcloud's."""
+    return request.param
+
 
 BEFORE, AFTER, RESTORE = "nextcloud-before-backup", "nextcloud-after-backup", "nextcloud-after-restore"
 MARKER = "dbpipe.maintenance"
@@ -103,6 +112,84 @@ def test_fingerprint_failure_puts_maintenance_back_and_skips_the_scan(plain_inst
     assert plain_install.scanned() == []
 
 
+def last_error(result) -> str:
+    return [line for line in result.stderr.decode().splitlines() if line.strip()][-1]
+
+
+@pytest.mark.parametrize("occ_variant,engine", [("current", "sqlite"), ("next", "sqlite"),
+                                                ("current", "mysql")])
+def test_fingerprint_failing_after_the_database_was_replaced_keeps_nextcloud_closed(
+        occ_variant, engine, request, run_hook, tmp_path, state_dir, env):
+    """The seen case: the database is restored, then data-fingerprint fails.
+    Maintenance mode stays on (sync clients must not meet restored data under
+    the old fingerprint), one line names the command that finishes the job,
+    no backup hook can end it, and the named command does."""
+    install = request.getfixturevalue("plain_install" if engine == "sqlite" else "mysql_install")
+    dump = tmp_path / "nextcloud.sql"
+    back_up(install, run_hook, dump)
+    expected = content(install.database)
+    install.database.change()
+    install.fail({"match": "maintenance:data-fingerprint", "message": "Disk quota exceeded"})
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--scan-user", "alice")
+
+    finish = f"nextcloud-after-restore {install.root} --state-dir {state_dir} --scan-user alice"
+    assert result.returncode == 69, text(result)
+    assert last_error(result) == (
+        "nextcloud-after-restore: occ maintenance:data-fingerprint failed (exit 1): Disk quota exceeded; "
+        f"the restore is half-finished, so Nextcloud stays in maintenance mode; finish it with: {finish}")
+    assert "failed after the restore changed data: maintenance mode stays on" in lines(result)
+    assert install.maintenance and install.config()[MARKER] is True
+    assert install.config()["data-fingerprint"] == ""
+    assert content(install.database) == expected          # the restored data, as restored
+    assert install.scanned() == []
+    if engine == "sqlite":                                 # leftovers: only the kept old copy
+        names = os.listdir(os.path.dirname(install.database.path))
+        assert [n for n in names if ".dbpipe-" in n and ".dbpipe-old-" not in n] == []
+    else:
+        assert [n for n in install.database.server.sql("SHOW DATABASES").split()
+                if n.startswith(install.database.name) and "__dbpipe_new_" in n] == []
+
+    for hook in (BEFORE, AFTER):                           # a backup job must not open it
+        refused = run_hook(hook, install)
+        assert refused.returncode == 75, text(refused)
+        assert f"half-finished and Nextcloud stays in maintenance mode; finish it first with: {finish}" \
+            in last_error(refused)
+    assert install.maintenance
+
+    install.fail()
+    argv = shlex.split(finish)
+    done = dbpipe(argv[0], *argv[1:], "--settle", "0", env=env)
+
+    assert done.returncode == 0, text(done)
+    config = install.config()
+    assert config["maintenance"] is False and MARKER not in config
+    assert re.fullmatch(r"[0-9a-f]{32}", config["data-fingerprint"])
+    assert install.scanned() == ["alice"] and list(state_dir.glob("*.json")) == []
+    assert content(install.database) == expected
+
+
+def test_a_restored_config_keeps_nextcloud_closed_when_the_dump_is_refused(plain_install, run_hook,
+                                                                           tmp_path, state_dir):
+    """config/ came back from the backup (maintenance on, our marker): data has
+    changed before the hook ran, so even a refused dump keeps it closed."""
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    saved_config = back_up(install, run_hook, dump)
+    install.database.change()
+    live = install.database.fingerprint()
+    install.config_file.write_bytes(saved_config)
+    dump.write_bytes(dump.read_bytes()[:-200])             # truncated on the way back
+
+    result = run_hook(RESTORE, install, "--dump-from", dump)
+
+    assert result.returncode == 65, text(result)
+    assert last_error(result).endswith(
+        "the restore is half-finished, so Nextcloud stays in maintenance mode; finish it with: "
+        f"nextcloud-after-restore {install.root} --state-dir {state_dir} --dump-from {dump}")
+    assert install.maintenance and install.database.fingerprint() == live
+    assert install.config()["data-fingerprint"] == ""
+
+
 def test_sigterm_during_restore_puts_maintenance_back(plain_install, start_hook):
     hook = start_hook(RESTORE, plain_install, "--scan-all", settle="60")
     hook.wait_for("waiting 60 s")
@@ -135,12 +222,80 @@ def test_unknown_scan_user_fails_after_maintenance_is_off(plain_install, run_hoo
     assert plain_install.scanned() == ["alice"]
 
 
-def test_database_older_than_the_code_is_reported(nc_root, run_hook):
+def test_database_older_than_the_code_is_reported(nc_root, run_hook, occ_variant):
     db, values = installs.sqlite_database(nc_root)
-    install = installs.build(nc_root, {**values, "version": "28.0.9.2"})
+    install = installs.build(nc_root, {**values, "version": "28.0.9.2"}, variant=occ_variant)
 
     result = run_hook(RESTORE, install, "--scan-all")
 
     assert result.returncode == 78
     assert "needs 'occ upgrade'" in text(result)
     assert not install.maintenance and sorted(install.scanned()) == ["alice", "bob"]
+
+
+@pytest.mark.parametrize("occ_variant", ["next"])
+def test_where_occ_refuses_php_writes_config_php_and_refuses_a_read_only_one(nc_root, run_hook,
+                                                                            occ_variant):
+    """The next occ has no data-fingerprint in maintenance mode: PHP writes it,
+    and like Nextcloud refuses a read-only config (an admin's maintenance
+    mode, which stays on)."""
+    _, values = installs.sqlite_database(nc_root)
+    install = installs.build(nc_root, {**values, "maintenance": True}, variant=occ_variant)
+
+    result = run_hook(RESTORE, install)
+
+    assert result.returncode == 0, text(result)
+    assert re.fullmatch(r"[0-9a-f]{32}", install.config()["data-fingerprint"])
+    assert "maintenance:data-fingerprint" in install.commands()   # refused, then PHP
+    assert oct(install.config_file.stat().st_mode & 0o777) == "0o640"
+
+    values = install.file_config()
+    install.config_file.write_text(installs.php_config({**values, "config_is_read_only": True,
+                                                        "data-fingerprint": ""}))
+    result = run_hook(RESTORE, install)
+
+    assert result.returncode == 69, text(result)
+    assert 'Config is set to be read-only via option "config_is_read_only".' in last_error(result)
+    assert install.maintenance and install.config()["data-fingerprint"] == ""
+
+
+@pytest.mark.parametrize("writer", ["exit 65", "killed", "never ran"])
+def test_after_a_failed_bpipe_writer_the_hook_changes_nothing(writer, plain_install, run_hook, env,
+                                                             tmp_path, occ_variant):
+    """restore-nextcloud's After script runs by bareos-fd's own status, which a
+    failing writer does not always spoil: --bareos-job %i makes it check."""
+    from dbpipe.bareos import JobLog
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    saved = back_up(install, run_hook, dump)
+    install.config_file.write_bytes(saved)       # config/ came back from the backup
+    record = JobLog("31", str(tmp_path / "state-root" / "joblog"))
+    if writer != "never ran":
+        record.append("dbpipe-restore 100 started", record.status_path)
+    if writer == "exit 65":
+        record.append("dbpipe-restore: stream checksum mismatch")
+        record.append("dbpipe-restore 100 exit 65", record.status_path)
+    mark = len(install.commands())
+
+    result = run_hook(RESTORE, install, "--bareos-job", "31",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 65, text(result)
+    said = {"exit 65": "failed (exit 65: stream checksum mismatch)", "killed": "failed (did not finish)",
+            "never ran": "did not run"}[writer]
+    assert f"the database restore of Bareos job 31 {said}" in last_line(result)
+    assert install.commands()[mark:] == [] and install.maintenance
+
+
+def test_after_a_good_bpipe_writer_the_hook_finishes_the_restore(plain_install, run_hook, env, tmp_path):
+    from dbpipe.bareos import JobLog
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    install.config_file.write_bytes(back_up(install, run_hook, dump))
+    record = JobLog("32", str(tmp_path / "state-root" / "joblog"))
+    record.append("dbpipe-restore 100 started", record.status_path)
+    record.append("dbpipe-restore 100 exit 0", record.status_path)
+
+    result = run_hook(RESTORE, install, "--bareos-job", "32",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 0, text(result)
+    assert not install.maintenance

@@ -135,3 +135,16 @@ def test_only_a_numeric_job_id_names_a_record():
     from dbpipe.bareos import JobLog
     with pytest.raises(ValueError):
         JobLog("../../etc/passwd")
+
+
+def test_outcomes_say_how_each_run_of_a_program_ended(tmp_path):
+    from dbpipe.bareos import JobLog
+    record = JobLog("7", str(tmp_path))
+    assert record.outcomes("dbpipe-restore") == []
+    record.append("dbpipe-restore: stream checksum mismatch")
+    record.append("dbpipe-restore 10 started", record.status_path)
+    record.append("dbpipe-restore 10 exit 65", record.status_path)
+    record.append("dbpipe-restore 11 started", record.status_path)
+    record.append("dbpipe-dump 12 exit 0", record.status_path)
+    assert record.outcomes("dbpipe-restore") == ["exit 65: stream checksum mismatch", "did not finish"]
+    assert record.outcomes("dbpipe-dump") == ["exit 0"]

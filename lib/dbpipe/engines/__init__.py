@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import Engine, RestoreOptions, RestoreResult
+from .base import Engine, LiveChange, RestoreOptions, RestoreResult
 
 
 def get_engine(kind: str | None) -> Engine:
@@ -19,4 +19,4 @@ def get_engine(kind: str | None) -> Engine:
     raise UsageError(f"unsupported database type {kind!r}")
 
 
-__all__ = ["Engine", "RestoreOptions", "RestoreResult", "get_engine"]
+__all__ = ["Engine", "LiveChange", "RestoreOptions", "RestoreResult", "get_engine"]

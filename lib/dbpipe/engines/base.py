@@ -7,9 +7,11 @@ import contextlib
 import re
 import subprocess
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import Callable, ClassVar, Iterator
 
 from ..errors import DataError, DbpipeError, UnavailableError
+from ..leftovers import KeptCopy
+from ..log import log
 from ..process import Child, RunAs
 from ..stream import Trailer, write_all
 from ..target import Target
@@ -26,11 +28,45 @@ class DumpCommand:
     run_as: RunAs | None = None
 
 
+class LiveChange:
+    """Whether a restore has begun to change the live target and not put it back.
+
+    Every engine calls begin() just before its first change to the live
+    target - from then on a failure may leave it half replaced - and
+    reverted() when a failure provably put it back as it was.  Whoever must
+    protect a half-finished restore (the Nextcloud hooks keep maintenance
+    mode on) passes on_begin, which makes that known durably *before* the
+    change (if it fails, nothing was changed), and on_revert."""
+
+    def __init__(self, on_begin: Callable[[], None] | None = None,
+                 on_revert: Callable[[], None] | None = None):
+        self.changed = False
+        self._on_begin, self._on_revert = on_begin, on_revert
+
+    def begin(self) -> None:
+        if not self.changed:
+            if self._on_begin is not None:
+                self._on_begin()
+            self.changed = True
+
+    def reverted(self) -> None:
+        """Called on error paths: a failing on_revert is logged, never raised
+        (the record then still says 'changed', the safe side)."""
+        if self.changed and self._on_revert is not None:
+            try:
+                self._on_revert()
+            except Exception as exc:  # noqa: BLE001 - the original error must win
+                log.error("%s", exc)
+        self.changed = False
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     mode: str = "auto"            # mysql: auto | atomic | replace
     keep_old: bool = True         # keep what the restore replaced, so it can be undone
     temp_dir: str | None = None   # where replace mode spools the stream
+    keep_old_copies: int | None = None  # after the restore, keep only the newest N of those copies
+    live: LiveChange = field(default_factory=LiveChange, compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         """Load an all-databases stream (cluster-wide, cannot be staged)."""
+
+    def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
+        """What earlier restores of target kept of the data they replaced."""
+        return []
+
+    def remove_kept_copy(self, target: Target, copy: KeptCopy) -> None:
+        raise NotImplementedError
 
     # --- verification -----------------------------------------------------
     @abc.abstractmethod

@@ -6,11 +6,17 @@ not views, and not tables that carry triggers; those are recreated around it.
 Accounts that may not create databases get 'replace' mode: the stream is
 spooled and verified first, a safety dump of the current content is taken,
 and a failed load puts that content back.
+
+A staging (or scratch) database is held by a named lock on the control
+connection while it exists; the server releases the lock when its owner
+dies, so a later run removes staging databases whose lock is free and that
+no connection uses - a killed restore's leftovers, never a running one's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -23,12 +29,13 @@ import time
 from ..credentials import mysql_option_args, mysql_option_fd, private_directory
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
                       UnavailableError)
+from ..leftovers import KeptCopy
 from ..log import log
 from ..process import Child, find_tool
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
 DUMP_COMPLETE = b"\n-- Dump completed"
@@ -49,10 +56,26 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+SIDE_SUFFIX = r"__dbpipe_{role}_(\d{{14}})_[0-9a-f]{{4}}"
+SIDE_SUFFIX_LENGTH = 32          # len("__dbpipe_new_") + 14 digits + "_" + 4 hex
+SCRATCH = re.compile(r"^dbpipe_verify_[0-9a-f]{8}$")
+
+
 def side_name(database: str, role: str) -> str:
     """A database name beside `database` for staging ('new') or keeping ('old') data."""
     suffix = f"__dbpipe_{role}_{time.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(2)}"
     return database[: MAX_NAME - len(suffix)] + suffix
+
+
+def side_names(database: str, role: str) -> tuple[re.Pattern, str]:
+    """(regex, LIKE pattern) of the side databases side_name makes for database."""
+    prefix = database[: MAX_NAME - SIDE_SUFFIX_LENGTH]
+    regex = re.compile("^" + re.escape(prefix) + SIDE_SUFFIX.format(role=role) + "$")
+    return regex, _like_literal(prefix) + _like_literal(f"__dbpipe_{role}_") + "%"
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _dump_tool() -> str:
@@ -134,7 +157,9 @@ class MysqlEngine(Engine):
             if options.mode == "replace":
                 return self._replace(conn, target, pump, options, "requested")
             staging = side_name(target.database, "new")
+            _remove_orphans(conn, *side_names(target.database, "new"), "staging database")
             try:
+                _hold(conn, staging)
                 _create_database(conn, staging, like=target.database)
             except PermissionDenied as exc:
                 if options.mode == "atomic":
@@ -142,7 +167,7 @@ class MysqlEngine(Engine):
                 return self._replace(conn, target, pump, options, "account may not create databases")
             try:
                 self._load(target.merged(database=staging), pump)
-                kept = Swap(conn, target.database, staging).run(options.keep_old)
+                kept = Swap(conn, target.database, staging).run(options.keep_old, options.live)
             finally:
                 _drop_database(conn, staging)
         return RestoreResult("atomic (staging database + RENAME TABLE)", kept)
@@ -182,6 +207,7 @@ class MysqlEngine(Engine):
                 self._dump_to_file(target, safety)
             else:
                 _create_database(conn, target.database, like=None)
+            options.live.begin()
             _drop_everything(conn, target.database)
             try:
                 self._load_file(target, spool, target.database)
@@ -193,6 +219,7 @@ class MysqlEngine(Engine):
     def _roll_back(self, conn, target, safety, options, error: DbpipeError):
         _drop_everything(conn, target.database)
         if not os.path.exists(safety):
+            options.live.reverted()
             raise DataError(f"{error}; the database was empty before and is empty again") from None
         try:
             self._load_file(target, safety, target.database)
@@ -200,6 +227,7 @@ class MysqlEngine(Engine):
             kept = _keep_file(safety, target.database, options)
             raise DataError(f"{error}; putting the previous content back also failed ({second}); "
                             f"it is saved in {kept}") from None
+        options.live.reverted()
         raise DataError(f"{error}; the previous content was put back") from None
 
     def _dump_to_file(self, target: Target, path: str) -> None:
@@ -223,6 +251,8 @@ class MysqlEngine(Engine):
     def scratch(self, target: Target):
         name = f"dbpipe_verify_{secrets.token_hex(4)}"
         with self.connect(target) as conn:
+            _remove_orphans(conn, SCRATCH, "dbpipe\\_verify\\_%", "scratch database")
+            _hold(conn, name)
             _create_database(conn, name, like=None)
             try:
                 yield target.merged(database=name)
@@ -232,6 +262,35 @@ class MysqlEngine(Engine):
     def load_scratch(self, scratch: Target, pump: Pump) -> Trailer:
         check_engine(self.name, pump)
         return self._load(scratch, pump)
+
+    # --- what restores keep ------------------------------------------------
+    def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
+        """The side databases of atomic restores, and replace mode's kept dumps."""
+        regex, like = side_names(target.database, "old")
+        with self.connect(target) as conn:
+            rows = _execute(conn, "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) "
+                            "FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t "
+                            "ON t.TABLE_SCHEMA = s.SCHEMA_NAME WHERE s.SCHEMA_NAME LIKE %s "
+                            "GROUP BY s.SCHEMA_NAME", (like,))
+        copies = [KeptCopy(f"database {name}", int(size), regex.match(name).group(1))
+                  for name, size in rows if regex.match(name)]
+        directory = options.temp_dir or tempfile.gettempdir()
+        prefix = re.escape(f"dbpipe-{target.database}-previous-")
+        files = re.compile("^" + prefix + r"(\d{8})T(\d{6})\.sql$")
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                found = files.match(name)
+                if found:
+                    path = os.path.join(directory, name)
+                    copies.append(KeptCopy(path, os.path.getsize(path), found.group(1) + found.group(2)))
+        return copies
+
+    def remove_kept_copy(self, target: Target, copy: KeptCopy) -> None:
+        if copy.name.startswith("database "):
+            with self.connect(target) as conn:
+                _execute(conn, f"DROP DATABASE {quote(copy.name.split(' ', 1)[1])}")
+        else:
+            os.unlink(copy.name)
 
     def table_rows(self, target: Target) -> dict[str, int]:
         with self.connect(target, target.database) as conn, conn.cursor() as cur:
@@ -278,6 +337,45 @@ def _create_database(conn, name: str, like: str | None) -> None:
         _execute(conn, f"CREATE DATABASE {quote(name)}{options}", context=f"cannot create database {name}")
     except DataError as exc:
         raise CantCreateError(str(exc)) from None
+
+
+def _lock_name(database: str) -> str:
+    return "dbpipe:" + hashlib.sha256(database.encode()).hexdigest()[:40]  # at most 64 characters
+
+
+def _hold(conn, database: str) -> None:
+    """Hold database's named lock for the connection's lifetime (best effort:
+    Galera, for one, has no GET_LOCK; then nothing counts as an orphan)."""
+    try:
+        _execute(conn, "SELECT GET_LOCK(%s, 0)", (_lock_name(database),))
+    except DbpipeError as exc:
+        log.debug("no named lock for %s: %s", database, exc)
+
+
+def _in_use(conn, database: str) -> bool:
+    """Its lock held, a connection on it, or no way to tell."""
+    try:
+        free = _execute(conn, "SELECT IS_FREE_LOCK(%s)", (_lock_name(database),))[0][0]
+        users = _execute(conn, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s",
+                         (database,))[0][0]
+    except DbpipeError:
+        return True
+    return free != 1 or users > 0
+
+
+def _remove_orphans(conn, regex: re.Pattern, like: str, what: str) -> None:
+    """Drop the databases matching regex that no live dbpipe run holds."""
+    names = [row[0] for row in _execute(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                                               "WHERE SCHEMA_NAME LIKE %s", (like,))]
+    for name in names:
+        if not regex.match(name) or _in_use(conn, name):
+            continue
+        try:
+            _execute(conn, f"DROP DATABASE {quote(name)}")
+        except DbpipeError as exc:
+            log.warning("cannot remove the %s %s, left by a dbpipe run that is gone: %s", what, name, exc)
+            continue
+        log.warning("removed the %s %s, left by a dbpipe run that is gone", what, name)
 
 
 def _drop_database(conn, name: str) -> None:
@@ -374,7 +472,8 @@ class Swap:
     def __init__(self, conn, live: str, staging: str):
         self.conn, self.live, self.staging = conn, live, staging
 
-    def run(self, keep_old: bool) -> str:
+    def run(self, keep_old: bool, live: LiveChange) -> str:
+        live.begin()
         if not _database_exists(self.conn, self.live):
             _create_database(self.conn, self.live, like=self.staging)
         side = side_name(self.live, "old")
@@ -388,6 +487,7 @@ class Swap:
             self._rename(side)
         except DbpipeError:
             self._recreate(self.live, old_triggers)
+            live.reverted()
             _drop_database(self.conn, side)
             raise
         self._replace_code(new_code, new_triggers, new_views)

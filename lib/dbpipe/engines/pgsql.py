@@ -14,15 +14,17 @@ import re
 import secrets
 
 from ..credentials import pgpass_environment, private_directory
-from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UnavailableError
+from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
+                      UnavailableError)
 from ..log import log
-from ..process import find_tool, run
+from ..process import Child, find_tool, run
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
+VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
 MAINTENANCE_DATABASES = ("postgres", "template1")
 CONTROL_TIMEOUT = 300
@@ -109,6 +111,7 @@ END
 $dbpipe$;
 """.encode()
 COMMIT = b"\nCOMMIT;\n"
+PSQL_SCRIPT_ERROR = 3  # psql's exit code when ON_ERROR_STOP stopped the script: no COMMIT ran
 
 
 def conninfo(database: str) -> str:
@@ -193,6 +196,16 @@ class PgsqlEngine(Engine):
         before it writes a byte of a plain dump: any output proves the snapshot."""
         return bool(output)
 
+    def dump_failure(self, child: Child) -> DbpipeError:
+        """pg_dump refuses a server newer than itself; say which client to install."""
+        found = VERSION_MISMATCH.search(child.stderr_text())
+        if found is None:
+            return super().dump_failure(child)
+        server, tool, version = found.groups()
+        major = server.split(".")[0]
+        return UnavailableError(f"{child.failure()} (server {server}, {tool} {version}): install "
+                                f"postgresql-client-{major}; Debian's pg_wrapper then runs its {tool}")
+
     def server_version(self, target: Target, head: bytes) -> str:
         found = re.search(rb"^-- Dumped from database version (.+)$", head, re.MULTILINE)
         return found.group(1).decode("utf-8", "replace").strip() if found else "unknown"
@@ -234,20 +247,31 @@ class PgsqlEngine(Engine):
     def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
         check_engine(self.name, pump)
         self._ensure_database(target)
-        self._load(target, pump)
+        self._load(target, pump, options.live)
         return RestoreResult("one transaction (drop everything, load, commit after verification)")
 
-    def _load(self, target: Target, pump: Pump) -> Trailer:
+    def _load(self, target: Target, pump: Pump, live: LiveChange | None = None) -> Trailer:
+        """The whole stream in one transaction; COMMIT goes out only once the
+        trailer checked out, and from then on the target may have changed."""
         argv = [_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", *connection_args(target),
                 f"--dbname={conninfo(target.database)}"]
         lobs = LargeObjectTransactions()
+        live = live or LiveChange()
         with pgpass_environment(target.password) as env, loader(
                 argv, label="psql", env_extra=env) as child:
             sink = feed_child(child)
             pump.send(sink, PRELUDE)
             trailer = pump.run(lambda data: sink(lobs.feed(data)))
-            pump.send(sink, lobs.flush() + COMMIT)
-            finish_load(child, pump)
+            pump.send(sink, lobs.flush())
+            if pump.sink_error is None:
+                live.begin()
+            pump.send(sink, COMMIT)
+            try:
+                finish_load(child, pump)
+            except DataError:
+                if child.proc.returncode == PSQL_SCRIPT_ERROR:
+                    live.reverted()
+                raise
         return trailer
 
     def load_all(self, target: Target, pump: Pump) -> Trailer:

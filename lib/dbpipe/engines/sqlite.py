@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -18,6 +19,7 @@ import urllib.parse
 from ..credentials import private_directory
 from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
 from ..files import fsync_directory
+from ..leftovers import KeptCopy, owned_pattern, owner_tag, sweep
 from ..log import log
 from ..process import RunAs, find_tool, run
 from ..stream import Trailer
@@ -27,6 +29,7 @@ from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_eng
                    feed_child, finish_load, loader)
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
+KEPT = ".dbpipe-old-"             # + time: the database a restore replaced
 ERROR_MARKER = b"ROLLBACK; -- due to errors"
 BUSY_TIMEOUT_MS = 30_000  # wait this long for a writer's lock instead of failing at once
 
@@ -74,6 +77,7 @@ class SqliteEngine(Engine):
             journal = self._sql(path, "PRAGMA journal_mode", owner, readonly=True) if exists else ""
             self._check_and_prepare(new, journal, owner)
             kept = self._keep_previous(path, owner) if exists and options.keep_old else ""
+            options.live.begin()
             _swap_in(new, path)
         log.info("restored %s%s", path, f"; previous database kept as {kept}" if kept else "")
         return RestoreResult("new file + atomic rename", kept)
@@ -94,8 +98,13 @@ class SqliteEngine(Engine):
             os.fsync(handle.fileno())
 
     def _keep_previous(self, path: str, owner: RunAs | None) -> str:
-        """A consistent copy of the current database (WAL content included)."""
-        kept = f"{path}.dbpipe-old-{time.strftime('%Y%m%dT%H%M%S')}"
+        """A consistent copy of the current database (WAL content included),
+        never over an earlier restore's copy (two restores in one second)."""
+        kept = stamped = f"{path}{KEPT}{time.strftime('%Y%m%dT%H%M%S')}"
+        for number in range(2, 1000):
+            if not os.path.lexists(kept):
+                break
+            kept = f"{stamped}-{number}"
         self._sql(path, f".backup {_dot_command_quote(kept)}", owner, readonly=True)
         return kept
 
@@ -109,6 +118,22 @@ class SqliteEngine(Engine):
 
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         raise UsageError("sqlite streams always hold a single database")
+
+    # --- what restores keep ------------------------------------------------
+    def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
+        directory, base = os.path.split(target.database)
+        pattern = re.compile("^" + re.escape(f"{base}{KEPT}") + r"(\d{8})T(\d{6})(?:-(\d+))?$")
+        copies = []
+        for name in os.listdir(directory):
+            found = pattern.match(name)
+            if found:
+                path = os.path.join(directory, name)
+                stamp = found.group(1) + found.group(2) + f"{int(found.group(3) or 1):04d}"
+                copies.append(KeptCopy(path, os.path.getsize(path), stamp))
+        return copies
+
+    def remove_kept_copy(self, target: Target, copy: KeptCopy) -> None:
+        os.unlink(copy.name)
 
     # --- verification -----------------------------------------------------
     @contextlib.contextmanager
@@ -140,8 +165,10 @@ def _dot_command_quote(value: str) -> str:
 def _new_file_beside(path: str, owner: RunAs | None, mode: int):
     """An empty file in the target's directory (same filesystem: rename is atomic)."""
     directory, base = os.path.split(path)
+    prefix = f".{base}.dbpipe-new-"
+    sweep(directory, owned_pattern(prefix), "unfinished database file", SIDE_FILES)
     try:
-        fd, new = tempfile.mkstemp(dir=directory, prefix=f".{base}.dbpipe-new-")
+        fd, new = tempfile.mkstemp(dir=directory, prefix=prefix + owner_tag())
     except OSError as exc:
         raise CantCreateError(f"cannot create a file in {directory}: {exc.strerror}") from None
     try:

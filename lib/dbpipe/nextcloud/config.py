@@ -3,8 +3,9 @@ finds it.
 
 The values come from PHP, never from a parser of ours: preferably
 `occ config:list system --private` (authoritative: it merges
-config/*.config.php and honours NC_* overrides); when occ cannot run, a small
-constant PHP program does what lib/private/Config.php readData() does.  The
+config/*.config.php and honours NC_* overrides); when occ cannot run or
+refuses (the next Nextcloud in maintenance mode), a small constant PHP
+program does what lib/private/Config.php readData() does (sysconfig.py).  The
 password travels on the child's stdout only.  The mapping follows
 lib/private/DB/ConnectionFactory.php.
 """
@@ -16,10 +17,10 @@ import re
 
 from ..errors import ConfigError, DbpipeError
 from ..log import log, register_secret
-from ..process import run
 from ..target import Target
-from .installation import Installation, open_installation, php_environment
-from .occ import DEFAULT_TIMEOUT, Occ, occ_message, parse_json
+from .installation import Installation, open_installation
+from .occ import DEFAULT_TIMEOUT, CommandUnavailable, Occ
+from .sysconfig import read_with_php
 
 TYPES = {"mysql": "mysql", "pgsql": "pgsql", "sqlite": "sqlite", "sqlite3": "sqlite"}
 DEFAULT_DBNAME = "owncloud"
@@ -28,30 +29,6 @@ DEFAULT_PREFIX = "oc_"
 CORE_TABLES = ("appconfig", "filecache", "storages", "users")
 _HOST_SUFFIX = re.compile(r"^(.*):([^\]:]+)$")   # ConnectionFactory::splitHostFromPortAndSocket
 _BRACKETS = re.compile(r"^\[([^\]]+)\]$")
-
-# Config::readData(): config.php first, then config/*.config.php in natural
-# order, later files winning; each read under a shared lock.  Unlike
-# Nextcloud we fail on an unreadable config.php instead of skipping it.
-READ_CONFIG_PHP = r"""
-$dir = rtrim($argv[1], '/') . '/config/';
-$files = [$dir . 'config.php'];
-$extra = glob($dir . '*.config.php');
-if (is_array($extra)) { natsort($extra); $files = array_merge($files, $extra); }
-$merged = [];
-foreach ($files as $file) {
-    unset($CONFIG);
-    $handle = @fopen($file, 'r');
-    if ($handle === false) { fwrite(STDERR, "Could not open the config file $file\n"); exit(3); }
-    flock($handle, LOCK_SH);
-    ob_start();
-    include $file;
-    ob_end_clean();
-    flock($handle, LOCK_UN);
-    fclose($handle);
-    if (isset($CONFIG) && is_array($CONFIG)) { $merged = array_merge($merged, $CONFIG); }
-}
-echo json_encode(['system' => $merged], JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
-"""
 
 
 def discover_target(directory: str, php: str | None = None,
@@ -75,6 +52,8 @@ def read_system_config(installation: Installation, timeout: float = DEFAULT_TIME
             if php_truthy(values.get("installed")):
                 return values
             log.debug("occ config:list shows no installed instance")
+        except CommandUnavailable as exc:
+            log.info("%s; reading the config files with PHP instead", exc)
         except DbpipeError as exc:
             log.warning("%s; reading the config files with PHP instead", exc)
     values = read_with_php(installation, timeout)
@@ -82,20 +61,6 @@ def read_system_config(installation: Installation, timeout: float = DEFAULT_TIME
         raise ConfigError(f"the config in {installation.config_dir} does not describe an installed "
                           f"Nextcloud (no 'installed' => true)")
     return values
-
-
-def read_with_php(installation: Installation, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    argv = [installation.php, "-r", READ_CONFIG_PHP, "--", installation.root]
-    result = run(argv, timeout=timeout, env_extra=php_environment(),
-                 run_as=installation.run_as(), cwd=installation.root)
-    if result.code != 0:
-        message = occ_message(result.stderr + "\n" + result.stdout) or f"exit {result.code}"
-        raise ConfigError(f"cannot read the Nextcloud config in {installation.config_dir}: {message}")
-    try:
-        system = parse_json(result.stdout, "reading config.php").get("system")
-    except DbpipeError as exc:
-        raise ConfigError(str(exc)) from None
-    return system if isinstance(system, dict) else {}
 
 
 def with_environment(values: dict, environ=os.environ) -> dict:

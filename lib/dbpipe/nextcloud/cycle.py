@@ -6,14 +6,21 @@ A record is saved before anything changes and deleted only once everything
 is put back, so a hook that dies at any point leaves enough for the next
 after hook; an admin's maintenance mode (or a service the admin had
 stopped) is recorded as such and never changed back by us.
+
+The one exception to "put back on failure": once a restore has changed data
+(the record says so first), a failure leaves maintenance mode on and names
+the command that finishes the restore (keep_closed); no backup hook ends it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 from dataclasses import dataclass
 
-from ..errors import DbpipeError, TempFailure
+from ..engines.base import LiveChange
+from ..errors import DbpipeError, TempFailure, UsageError
 from ..log import log
 from ..snapshot import DEFAULT_ROOT as DEFAULT_SNAPSHOT_ROOT
 from .guard import Deadline, shielded
@@ -23,6 +30,8 @@ from .occ import DEFAULT_TIMEOUT, Occ
 from .report import Report
 from ..services import ServiceManager
 from .state import DEFAULT_STATE_DIR, HookState, StateStore, now
+
+RESTORE_COMMAND = "nextcloud-after-restore"
 
 
 @dataclass(frozen=True)
@@ -87,10 +96,14 @@ class Hook:
         return on and not ours
 
     # --- the record -------------------------------------------------------
-    def begin(self, method: str, previous: bool | None = None) -> HookState:
-        """The record of this cycle, saved before anything changes."""
+    def begin(self, method: str, previous: bool | None = None,
+              continue_restore: bool = False) -> HookState:
+        """The record of this cycle, saved before anything changes.  Only a
+        restore may continue a half-finished restore's record."""
         state = self.store.load()
         if state is not None:
+            if not continue_restore:
+                self.refuse_if_unfinished(state)
             if state.method != method:
                 raise TempFailure(f"an unfinished record says: {state.describe()}; run "
                                   f"nextcloud-after-backup {self.installation.root} first")
@@ -104,6 +117,71 @@ class Hook:
             state.manager, state.manager_style = manager.program, manager.style
         self.store.save(state)
         return state
+
+    def begin_restore(self, finish: str, scan: Scan | None = None) -> HookState:
+        """The record of a restore.  Maintenance mode found on with our marker
+        and no record means config/ came back from a backup: data has changed
+        already, so the record says unfinished (with finish) from the start."""
+        state = self.store.load()
+        if state is not None and state.method == "service":
+            raise TempFailure(f"an unfinished record says: {state.describe()}; run "
+                              f"nextcloud-after-backup {self.installation.root} first")
+        files_restored = False
+        if state is None:
+            on, ours = self.maintenance_now()
+            previous, files_restored = on and not ours, ours
+        else:
+            previous = state.maintenance_before
+        if previous and scan:
+            raise UsageError("maintenance mode was on before (an admin's) and stays on, but files:scan "
+                             "needs it off: turn it off first or leave out --scan-user/--scan-all")
+        state = self.begin("maintenance", previous, continue_restore=True)
+        if files_restored and not state.unfinished:
+            self.report.step("config/ came back from a backup: Nextcloud stays in maintenance mode "
+                             "until the restore is finished")
+            self.mark_unfinished(state, finish)
+        return state
+
+    def new_fingerprint(self) -> None:
+        """While still in maintenance mode: sync clients must not see the
+        restored state before they know it is a restored one."""
+        value = self.maintenance.config.new_fingerprint()
+        self.report.step(f"data fingerprint: updated to {value[:32]}")
+
+    def refuse_if_unfinished(self, state: HookState | None) -> None:
+        if state is not None and state.unfinished:
+            raise TempFailure(f"a restore of {self.installation.root} is half-finished and Nextcloud "
+                              f"stays in maintenance mode; finish it first with: {state.unfinished}")
+
+    def finish_command(self, dump_from: str | None = None, scan: Scan | None = None) -> str:
+        """The command line that finishes a half-finished restore here."""
+        argv = [RESTORE_COMMAND, self.installation.root]
+        argv += ["--state-dir", self.options.state_dir] if self.options.state_dir != DEFAULT_STATE_DIR else []
+        argv += ["--php", self.options.php] if self.options.php else []
+        argv += ["--dump-from", os.path.abspath(dump_from)] if dump_from else []
+        if scan and scan.all_users:
+            argv.append("--scan-all")
+        for user in scan.users if scan else ():
+            argv += ["--scan-user", user]
+        return shlex.join(argv)
+
+    def mark_unfinished(self, state: HookState, finish: str) -> None:
+        """Durably, before data changes: from now on only `finish` ends
+        maintenance mode.  If saving fails, nothing was changed."""
+        before, state.unfinished = state.unfinished, finish
+        try:
+            self.store.save(state)
+        except BaseException:
+            state.unfinished = before
+            raise
+
+    def live_change(self, state: HookState, finish: str) -> LiveChange:
+        """What a restore reports its point of no return to: the record says
+        unfinished before data changes, and what it said before once a
+        failure provably put the data back."""
+        before = state.unfinished
+        return LiveChange(on_begin=lambda: self.mark_unfinished(state, finish),
+                          on_revert=lambda: self.mark_unfinished(state, before))
 
     def service_manager(self, state: HookState | None = None) -> ServiceManager:
         if state is not None and state.manager:
@@ -159,6 +237,30 @@ class Hook:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    @contextlib.contextmanager
+    def protecting(self, state: HookState, deadline: Deadline):
+        """Any failure in the block: put back the previous state - unless a
+        restore has changed data by then, which must stay closed."""
+        try:
+            yield
+        except BaseException as exc:
+            if not state.unfinished:
+                self.undo(state, deadline)
+                raise
+            raise self.keep_closed(state, deadline, exc) from None
+
+    def keep_closed(self, state: HookState, deadline: Deadline, exc: BaseException) -> BaseException:
+        """Leave maintenance mode on and the record in place; the error line
+        says so and names the command that finishes the job."""
+        deadline.disarm()
+        self.report.step("failed after the restore changed data: maintenance mode stays on")
+        note = (f"the restore is half-finished, so Nextcloud stays in maintenance mode; "
+                f"finish it with: {state.unfinished}")
+        if isinstance(exc, DbpipeError):
+            return DbpipeError(f"{exc}; {note}", exc.code)
+        log.error("%s", note)
+        return exc
 
     def undo(self, state: HookState, deadline: Deadline) -> None:
         """On an error path: put things back, uninterrupted; keep the record

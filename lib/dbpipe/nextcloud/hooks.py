@@ -2,19 +2,22 @@
 
 Each flow records what it is about to change before changing it, undoes its
 own changes on any failure, signal or timeout, and leaves the record for the
-next hook when even the undo fails, so nothing can get stuck for good.
+next hook when even the undo fails, so nothing can get stuck for good.  A
+restore that has changed data is the exception: it stays closed (see
+cycle.Hook.protecting) until nextcloud-after-restore finishes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Callable
 
 from ..dump import dump_to_file
 from ..engines import RestoreOptions
-from ..errors import ConfigError, DbpipeError, NoInputError, TempFailure, UnavailableError, UsageError
-from ..bareos import BareosJob
+from ..bareos import BareosJob, JobLog
+from ..errors import ConfigError, DataError, DbpipeError, NoInputError, UnavailableError, UsageError
 from ..log import human_bytes, log
 from ..restore import restore
 from ..target import Target
@@ -85,6 +88,7 @@ def after_backup(options: HookOptions, dump_to: str | None, keep_dump: bool,
 
 def _finish_cycle(hook: Hook) -> None:
     state = hook.store.load()
+    hook.refuse_if_unfinished(state)
     if state is None and hook.options.method == "maintenance" and hook.maintenance_now()[1]:
         state = HookState(hook.installation.root, "maintenance", False, hook="our marker in config.php")
     if state is None:
@@ -96,21 +100,28 @@ def _finish_cycle(hook: Hook) -> None:
 
 
 def after_restore(options: HookOptions, dump_from: str | None, target: Callable[[], Target],
-                  scan: Scan, restore_options: RestoreOptions, report: Report) -> None:
-    """Maintenance on, atomic restore, new data fingerprint, previous state, files:scan."""
+                  scan: Scan, restore_options: RestoreOptions, report: Report,
+                  bareos_job: str | None = None) -> None:
+    """Maintenance on, atomic restore, new data fingerprint, previous state, files:scan.
+
+    From the first change of data on - the load passing its point of no
+    return, or a config/ that came back from a backup - a failure leaves
+    maintenance mode on and names the command that finishes the restore."""
+    if bareos_job:
+        _require_restored_database(bareos_job, options.directory)
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
-        state = _begin_restore(hook, scan)
-        try:
+        state = hook.begin_restore(hook.finish_command(dump_from, scan), scan)
+        with hook.protecting(state, deadline):
             hook.quiesce(state)
             if source is not None:
-                restore(database, source.fileno(), restore_options)
+                live = hook.live_change(state, hook.finish_command(dump_from, scan))
+                restore(database, source.fileno(), dataclasses.replace(restore_options, live=live))
                 report.step(f"database restored from {dump_from} ({database.describe()})")
-            _new_fingerprint(hook)
-        except BaseException:
-            hook.undo(state, deadline)
-            raise
+                hook.mark_unfinished(state, hook.finish_command(None, scan))
+            hook.new_fingerprint()
+            hook.mark_unfinished(state, "")  # finished: from here on a failure puts back
         with shielded():
             hook.resume(state)
         if scan:
@@ -119,24 +130,19 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     report.step("done")
 
 
-def _begin_restore(hook: Hook, scan: Scan) -> HookState:
-    state = hook.store.load()
-    if state is not None and state.method == "service":
-        raise TempFailure(f"an unfinished record says: {state.describe()}; run "
-                          f"nextcloud-after-backup {hook.installation.root} first")
-    previous = state.maintenance_before if state else hook.previous_maintenance()
-    if previous and scan:
-        raise UsageError("maintenance mode was on before (an admin's) and stays on, but files:scan "
-                         "needs it off: turn it off first or leave out --scan-user/--scan-all")
-    return hook.begin("maintenance", previous)
-
-
-def _new_fingerprint(hook: Hook) -> None:
-    """While still in maintenance mode: sync clients must not see the restored
-    state before they know it is a restored one."""
-    result = hook.occ.run("maintenance:data-fingerprint")
-    value = result.stdout.strip().rsplit(" ", 1)[-1] if result.stdout.strip() else "?"
-    hook.report.step(f"data fingerprint: updated to {value[:32]}")
+def _require_restored_database(job_id: str, directory: str) -> None:
+    """bareos-fd runs a RunsOnSuccess script by its own status, which neither a
+    failing bpipe writer nor a volume error that stops the restore before the
+    writer always spoils.  Reopen only when the writer of this very job loaded
+    the database; otherwise change nothing - a restored config/ keeps Nextcloud
+    in maintenance mode - and say what finishes the restore."""
+    outcomes = JobLog(job_id).outcomes("dbpipe-restore")
+    failed = [outcome for outcome in outcomes if outcome != "exit 0"]
+    if not outcomes or failed:
+        what = f"failed ({failed[-1]})" if failed else "did not run (no database stream restored)"
+        raise DataError(f"the database restore of Bareos job {job_id} {what}: Nextcloud is left as it "
+                        f"is (closed if config/ was restored); restore the database again, then run "
+                        f"nextcloud-after-restore {directory}")
 
 
 def _scan(hook: Hook, scan: Scan) -> None:

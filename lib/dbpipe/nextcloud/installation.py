@@ -48,11 +48,7 @@ class Installation:
             raise ConfigError(f"{self.config_file} is owned by root; occ never runs as root: "
                               f"chown it to the web server user (e.g. www-data)")
         if os.geteuid() == 0:
-            account = RunAs(self.owner_uid, self.owner_gid)
-            if account.user_name() is None:
-                raise ConfigError(f"the owner of {self.config_file} (uid {self.owner_uid}) "
-                                  f"has no account to run PHP as")
-            return account
+            return RunAs(self.owner_uid, self.owner_gid)  # with or without a passwd entry
         if os.geteuid() != self.owner_uid:
             raise PermissionDenied(f"PHP must run as the owner of {self.config_file} "
                                    f"(uid {self.owner_uid}): run this as root or as that user")

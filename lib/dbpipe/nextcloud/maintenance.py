@@ -15,6 +15,7 @@ import time
 from ..errors import ConfigError, UnavailableError
 from .occ import Occ, Status
 from .report import Report
+from .sysconfig import SystemConfig
 
 MARKER = "dbpipe.maintenance"
 DEFAULT_SETTLE = 10.0
@@ -30,6 +31,7 @@ class Maintenance:
     def __init__(self, occ: Occ, report: Report, wait_timeout: float = DEFAULT_WAIT,
                  settle: float = DEFAULT_SETTLE):
         self.occ, self.report = occ, report
+        self.config = SystemConfig(occ)
         self.wait_timeout, self.settle_time = wait_timeout, settle
         # the window users are shut out, as tightly as we can see it: from just
         # before occ's --on to the status that confirms --off (epoch seconds)
@@ -42,11 +44,11 @@ class Maintenance:
         return status
 
     def marker_present(self) -> bool:
-        return MARKER in self.occ.system_config()
+        return MARKER in self.config.values()
 
     def switch_on(self) -> None:
         """On, marked as ours, confirmed by occ status, then the settle time."""
-        self.occ.run("config:system:set", MARKER, "--value=true", "--type=boolean")
+        self.config.set(MARKER, True)
         self.on_at = time.time()
         self.occ.run("maintenance:mode", "--on")
         self.wait_for(True)
@@ -66,7 +68,7 @@ class Maintenance:
 
     def remove_marker(self) -> None:
         if self.marker_present():
-            self.occ.run("config:system:delete", MARKER)
+            self.config.delete(MARKER)
 
     def wait_for(self, wanted: bool) -> Status:
         deadline = time.monotonic() + self.wait_timeout

@@ -18,10 +18,17 @@ GLOBAL_OPTIONS = ("--no-interaction", "--no-warnings")
 _SYMFONY_HEADER = re.compile(r"^In \S+ line \d+:$")
 _PHP_NOISE = re.compile(r"^(PHP )?(Warning|Deprecated|Notice):", re.IGNORECASE)
 _OWNER_REFUSAL = "has to be executed with the user that owns"
+# Symfony's CommandNotFoundException / NamespaceNotFoundException
+_NOT_DEFINED = re.compile(r'^Command "[^"]*" is not defined|^There are no commands defined in the "')
 
 
 class OccError(UnavailableError):
     """occ ran but reported a failure (exit 69)."""
+
+
+class CommandUnavailable(OccError):
+    """occ does not offer this command here, e.g. the next Nextcloud in
+    maintenance mode, where only maintenance:mode and status exist."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,8 @@ class Occ:
 
 def occ_failure(label: str, result: Completed) -> DbpipeError:
     message = occ_message(result.stdout + "\n" + result.stderr)
-    error = PermissionDenied if _OWNER_REFUSAL in message else OccError
+    error = (PermissionDenied if _OWNER_REFUSAL in message
+             else CommandUnavailable if _NOT_DEFINED.match(message) else OccError)
     return error(f"occ {label} failed (exit {result.code}): {message or 'no message'}")
 
 

@@ -5,6 +5,10 @@ The before hook writes the record *before* it changes anything, so even a
 hook killed with SIGKILL leaves enough behind for the next after hook to put
 things back.  An existing record is never overwritten with a newer "previous"
 state: it holds what the admin had before our first change.
+
+A restore that has begun to replace data says so in the record (`unfinished`,
+the command that finishes it) before the first change: from then on only
+finishing the restore may end maintenance mode, whatever dies in between.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ class HookState:
     hook: str = ""
     since: str = ""
     switched_on: float = 0.0             # epoch seconds when we switched maintenance on
+    unfinished: str = ""                 # a restore changed data: the command that finishes it
 
     def describe(self) -> str:
         by = f"by {self.hook}" + (f" at {self.since}" if self.since else "")
+        if self.unfinished:
+            return f"a half-finished restore {by}; finish it with: {self.unfinished}"
         if self.method == "service":
             return f"stopped service(s) {', '.join(self.services) or 'none'} {by}"
         return f"maintenance mode (was {'on' if self.maintenance_before else 'off'} before) {by}"

@@ -28,10 +28,7 @@ from ..target import Target
 from ..transfer import copy_dump
 from .piece import Piece, stream_header
 from .state import ChainState, StateDir
-from .tool import ServerFacts, Tools, completed_ok, read_info, server_facts
-
-BAREOS_LEVELS = {"F": "full", "I": "incremental", "D": "differential"}
-
+from .tool import CHECKPOINTS, INFO, ServerFacts, Tools, completed_ok, read_info, server_facts
 
 @dataclass(frozen=True)
 class BackupRequest:
@@ -48,8 +45,8 @@ def requested_level(level: str | None, job: BareosJob) -> str:
     """--level wins; then Bareos' job level; a plain shell run means full."""
     if level:
         return level
-    if job.level in BAREOS_LEVELS:
-        return BAREOS_LEVELS[job.level]
+    if job.level_name:
+        return job.level_name
     if job.level:
         log.warning("Bareos job level %r has no physical equivalent: taking a full backup", job.level)
     else:
@@ -136,11 +133,11 @@ def _stream(target: Target, out_fd: int, request: BackupRequest, facts: ServerFa
 def _piece(level: str, base: Piece | None, last: Piece | None, lsndir: str,
            facts: ServerFacts, created: str, count: int, job: BareosJob) -> Piece:
     """The new piece, after checking that mariabackup did what was asked."""
-    checkpoints, info = read_info(lsndir, "xtrabackup_checkpoints"), read_info(lsndir, "xtrabackup_info")
+    checkpoints, info = read_info(lsndir, CHECKPOINTS), read_info(lsndir, INFO)
     try:
         from_lsn, to_lsn = int(checkpoints["from_lsn"]), int(checkpoints["to_lsn"])
     except (KeyError, ValueError):
-        raise DataError("mariabackup left no usable xtrabackup_checkpoints") from None
+        raise DataError(f"mariabackup left no usable {' or '.join(CHECKPOINTS)}") from None
     expected = base.to_lsn if base else 0
     if from_lsn != expected or to_lsn < from_lsn:
         raise DataError(f"mariabackup backed up LSN {from_lsn}..{to_lsn}, expected a start at {expected}")

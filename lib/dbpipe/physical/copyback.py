@@ -4,8 +4,15 @@ The old data directory is never deleted: it is renamed aside (same file
 system, atomic) and the new one is built beside it.  If anything after that
 fails - copy-back, ownership, a server that does not start or whose data
 does not open, a cancel - the new directory is moved away, the old one is
-put back and the service started again.  Nextcloud's maintenance mode, when
-asked for, is on for the duration and back to its previous state afterwards.
+put back and the service started again.
+
+Nextcloud, when asked for, goes through the hooks' cycle (nextcloud.cycle):
+the installation's lock, a record saved before anything changes, maintenance
+mode on, and after the swap a new data fingerprint before the previous state
+is put back.  A failure before the data directory was touched, or one whose
+rollback brought the old directory back, puts the previous state back; any
+other failure - or a copy-back killed on the way - leaves maintenance mode on
+with a record saying so, for nextcloud-after-restore to finish.
 """
 
 from __future__ import annotations
@@ -14,11 +21,15 @@ import contextlib
 import dataclasses
 import os
 import pwd
+import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 
+from ..engines import LiveChange
 from ..errors import Cancelled, DbpipeError, UnavailableError, UsageError
+from ..leftovers import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import Child
 from ..target import Target
@@ -29,6 +40,7 @@ from .state import StateDir
 from .tool import Tools, completed_ok
 
 DEFAULT_OWNER = "mysql"
+COMMAND = "dbpipe-mariabackup-restore"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class CopyBackRequest:
     php: str | None = None
     settle: float = 10.0          # seconds for running Nextcloud requests after maintenance on
     state_dir: str | None = None  # chain state to retire: the next backup must be full
+    nextcloud_state_dir: str | None = None  # the hooks' record and lock (default theirs)
+    keep_old_copies: int | None = None      # keep only the newest N earlier data directories
 
 
 @dataclass(frozen=True)
@@ -58,10 +72,12 @@ def copy_back(request: CopyBackRequest) -> str | None:
     prepared = read_record(request.directory)
     datadir = _checked_datadir(request)
     log.info("restoring %s into %s", prepared.describe(), datadir)
-    with _maintenance(request):
-        kept = _swap(request, datadir, _owner(datadir))
+    with _nextcloud_closed(request) as live:
+        kept = _swap(request, datadir, _owner(datadir), live)
     if request.state_dir:
         StateDir(request.state_dir).retire("the server was restored", _stamp())
+    keep_newest(_kept_directories(datadir), request.keep_old_copies,
+                lambda copy: shutil.rmtree(copy.name), "earlier data directory")
     log.info("restore complete: %s; the previous data directory is kept in %s (remove it when "
              "satisfied)", prepared.describe(), kept or "(there was none)")
     return kept
@@ -91,8 +107,13 @@ def _owner(datadir: str) -> Owner:
         return Owner(os.getuid(), os.getgid(), 0o750)
 
 
-def _swap(request: CopyBackRequest, datadir: str, owner: Owner) -> str | None:
-    _stop(request.service, datadir)
+def _swap(request: CopyBackRequest, datadir: str, owner: Owner, live: LiveChange) -> str | None:
+    live.begin()  # durably first: a copy-back killed from here on leaves a record saying so
+    try:
+        _stop(request.service, datadir)
+    except BaseException:
+        live.reverted()  # _stop started the server again; no file was touched
+        raise
     stamp = _stamp()
     kept = f"{datadir}.dbpipe-old-{stamp}" if os.path.lexists(datadir) else None
     try:
@@ -104,7 +125,9 @@ def _swap(request: CopyBackRequest, datadir: str, owner: Owner) -> str | None:
         wait_until_answering(request.target, request.start_timeout)
         check_databases(request.target, os.path.join(request.directory, PREPARED))
     except BaseException as exc:
-        outcome = _roll_back(request, datadir, kept, stamp)
+        back, outcome = _roll_back(request, datadir, kept, stamp)
+        if back and kept:
+            live.reverted()
         if isinstance(exc, DbpipeError) and not isinstance(exc, Cancelled):
             raise DbpipeError(f"{exc}; {outcome}", exc.code) from None
         log.error("%s", outcome)
@@ -139,48 +162,69 @@ def _build(request: CopyBackRequest, datadir: str, owner: Owner) -> None:
             os.lchown(os.path.join(root, name), owner.uid, owner.gid)
 
 
-def _roll_back(request: CopyBackRequest, datadir: str, kept: str | None, stamp: str) -> str:
-    """Put the old data directory back and restart; say how that went."""
+def _roll_back(request: CopyBackRequest, datadir: str, kept: str | None,
+               stamp: str) -> tuple[bool, str]:
+    """Put the old data directory back and restart; whether that worked, and
+    how it went."""
     log.error("restore failed; putting the previous data directory back")
     service = request.service
+    if kept and not os.path.lexists(kept):  # failed before the old directory was moved aside
+        back = best_effort(f"starting {service.name}", service.start)
+        return back, f"the data directory was not touched; {service.name} " + (
+            "runs again" if back else "did not come back")
     best_effort(f"stopping {service.name}", service.stop)
     failed = f"{datadir}.dbpipe-failed-{stamp}"
     if os.path.lexists(datadir) and not best_effort(
             f"moving the new data directory to {failed}", lambda: os.rename(datadir, failed)):
-        return f"the new data directory could not be moved away; the previous one is in {kept}"
+        return False, f"the new data directory could not be moved away; the previous one is in {kept}"
     if kept and not best_effort(f"moving {kept} back", lambda: os.rename(kept, datadir)):
-        return f"the previous data directory could not be put back; it is in {kept}"
+        return False, f"the previous data directory could not be put back; it is in {kept}"
     if not best_effort(f"starting {service.name}", service.start) or not best_effort(
             "waiting for the server", lambda: wait_until_answering(request.target, request.start_timeout)):
-        return f"the previous data directory is back in {datadir}, but {service.name} did not come back"
+        return False, (f"the previous data directory is back in {datadir}, but {service.name} "
+                       f"did not come back")
     log.info("the previous data directory is back and %s answers again", service.name)
-    return (f"the previous data directory is back in place and {service.name} runs again"
-            + (f" (the failed copy is in {failed})" if os.path.lexists(failed) else ""))
+    return True, (f"the previous data directory is back in place and {service.name} runs again"
+                  + (f" (the failed copy is in {failed})" if os.path.lexists(failed) else ""))
 
 
 @contextlib.contextmanager
-def _maintenance(request: CopyBackRequest):
-    """Nextcloud maintenance on for the swap, then back to what it was."""
+def _nextcloud_closed(request: CopyBackRequest):
+    """The hooks' maintenance cycle around the swap (yields the LiveChange the
+    swap reports to); without --nextcloud just that LiveChange."""
     if not request.nextcloud:
-        yield
+        yield LiveChange()
         return
-    from ..nextcloud.installation import open_installation
-    from ..nextcloud.maintenance import Maintenance
-    from ..nextcloud.occ import Occ
+    from ..nextcloud.cycle import Hook, HookOptions
+    from ..nextcloud.guard import shielded
     from ..nextcloud.report import Report
-    switch = Maintenance(Occ(open_installation(request.nextcloud, request.php)), Report(),
-                         settle=request.settle)
-    was_on = switch.status().maintenance
-    if not was_on:
-        switch.switch_on()
-    try:
-        yield
-    except BaseException:
-        if not was_on:
-            best_effort("switching Nextcloud maintenance mode off", switch.switch_off)
-        raise
-    if not was_on:
-        switch.switch_off()
+    from ..nextcloud.state import DEFAULT_STATE_DIR
+    options = HookOptions(request.nextcloud, php=request.php, settle=request.settle,
+                          state_dir=request.nextcloud_state_dir or DEFAULT_STATE_DIR)
+    hook = Hook(f"{COMMAND} copy-back", options, Report())
+    finish = hook.finish_command()
+    with hook.session() as deadline:
+        state = hook.begin_restore(finish)
+        with hook.protecting(state, deadline):
+            hook.quiesce(state)
+            yield hook.live_change(state, finish)
+            hook.new_fingerprint()
+            hook.mark_unfinished(state, "")
+        with shielded():
+            hook.resume(state)
+
+
+def _kept_directories(datadir: str) -> list[KeptCopy]:
+    """<datadir>.dbpipe-old-<stamp> and .dbpipe-failed-<stamp> beside datadir."""
+    parent, base = os.path.split(datadir)
+    pattern = re.compile("^" + re.escape(base) + r"\.dbpipe-(?:old|failed)-(\d{8})-(\d{6})$")
+    copies = []
+    for name in os.listdir(parent):
+        found = pattern.match(name)
+        path = os.path.join(parent, name)
+        if found and os.path.isdir(path) and not os.path.islink(path):
+            copies.append(KeptCopy(path, directory_size(path), found.group(1) + found.group(2)))
+    return copies
 
 
 def _stamp() -> str:

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 
 from ..errors import CantCreateError, DataError, UnavailableError
+from ..leftovers import owned_pattern, owner_tag, sweep
 from ..log import log
 from ..process import Child
 from ..stream import write_all
@@ -61,8 +62,9 @@ def prepare(directory: str, tools: Tools, force: bool = False, until: int | None
     log.info("restoring %s", " + ".join(s.piece.describe() for s in chain.pieces))
     output, record = os.path.join(directory, PREPARED), os.path.join(directory, RECORD)
     _clear_previous(output, record, force)
+    sweep(directory, owned_pattern(".preparing-"), "unfinished prepare directory")
     try:
-        work = tempfile.mkdtemp(dir=directory, prefix=".preparing-")
+        work = tempfile.mkdtemp(dir=directory, prefix=".preparing-" + owner_tag())
     except OSError as exc:
         raise CantCreateError(f"cannot create a scratch directory in {directory}: {exc.strerror}") from None
     try:

@@ -15,14 +15,13 @@ from ..errors import CantCreateError, DataError, DbpipeError, IOFailure
 from ..files import fsync_directory, temporary_beside
 from ..bareos import BareosJob
 from ..log import human_bytes, log
-from ..restore import bareos_where
 from ..stream import write_all
 from ..transfer import Pump
 from .piece import Piece, StoredPiece, read_stored, stream_header
 
 def landing_dir(into: str, where_arg: str | None, job: BareosJob) -> str:
     """--into, below the Bareos restore location when there is one (not /)."""
-    where = bareos_where(where_arg, job)
+    where = job.restore_location(where_arg)
     return os.path.join(where, into.lstrip("/")) if where else into
 
 

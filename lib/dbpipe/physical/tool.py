@@ -22,6 +22,10 @@ from ..target import Target
 from .state import ServerIdentity
 
 COMPLETED = "completed OK!"
+# What mariabackup leaves in --extra-lsndir; MariaDB 11.1 renamed both files
+# (MDEV-18931).  Read in this order: the new name, then the old one.
+CHECKPOINTS = ("mariadb_backup_checkpoints", "xtrabackup_checkpoints")
+INFO = ("mariadb_backup_info", "xtrabackup_info")
 LSN_LINE = re.compile(r"^Log sequence number\s+(\d+)", re.MULTILINE)
 CHECKPOINT_LINE = re.compile(r"^(\w+)\s*=\s*(.*)$", re.MULTILINE)
 
@@ -89,14 +93,16 @@ def completed_ok(stderr_lines) -> bool:
     return any(line.rstrip().endswith(COMPLETED) for line in list(stderr_lines)[-5:])
 
 
-def read_info(lsndir: str, name: str) -> dict[str, str]:
-    """A 'key = value' file mariabackup leaves in --extra-lsndir: xtrabackup_checkpoints
-    (backup_type, from_lsn, to_lsn) or xtrabackup_info (tool_version, ...)."""
-    try:
-        with open(os.path.join(lsndir, name), encoding="utf-8", errors="replace") as handle:
-            return {key: value.strip() for key, value in CHECKPOINT_LINE.findall(handle.read())}
-    except FileNotFoundError:
-        return {}
+def read_info(lsndir: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The first of names present in --extra-lsndir, as 'key = value' pairs:
+    CHECKPOINTS (backup_type, from_lsn, to_lsn) or INFO (tool_version, ...)."""
+    for name in names:
+        try:
+            with open(os.path.join(lsndir, name), encoding="utf-8", errors="replace") as handle:
+                return {key: value.strip() for key, value in CHECKPOINT_LINE.findall(handle.read())}
+        except FileNotFoundError:
+            continue
+    return {}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""What a killed run leaves behind, and what a restore keeps on purpose.
+
+Temporary things - private directories, files being written beside their
+final name, SQLite's new database file - carry their owner in their name:
+`<prefix><pid>.<tag>.<random>`, where tag identifies that process instance
+(a hash of the boot id and the process's start time, so a recycled pid is
+not mistaken for the owner).  Whoever creates one first removes those whose
+owner is gone, and says so: a crash leaves garbage only until the next run,
+and never silently.  A live owner's entries are never touched.  (MariaDB
+staging databases cannot carry a pid - the server may be elsewhere - so they
+are held by a named lock instead: engines/mysql.py.)
+
+Copies a restore keeps on purpose (the replaced database, the old data
+directory) are listed after each restore with their size, and `keep_newest`
+bounds them when asked to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Callable
+
+from .log import human_bytes, log
+
+_OWNER = r"(\d+)\.([0-9a-f]{8})\."
+_RANDOM = r"[a-z0-9_]+"
+# the private directories of credentials.private_directory: dbpipe-[kind-]<owner><random>
+TEMPORARY_DIRECTORY = re.compile(rf"^dbpipe-(?:[a-z]+-)?{_OWNER}{_RANDOM}$")
+_swept: set[tuple[str, str]] = set()
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _tag(pid: int) -> str | None:
+    """The instance tag of a running process (None: no such process, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == b"Z":
+        return None
+    return hashlib.sha256(f"{_boot_id()}:{fields[19].decode()}".encode()).hexdigest()[:8]
+
+
+def owner_tag() -> str:
+    """This process, as it goes into a name: '<pid>.<tag>.'."""
+    pid = os.getpid()
+    return f"{pid}.{_tag(pid)}."
+
+
+def owner_gone(pid: int, tag: str) -> bool:
+    return _tag(pid) != tag
+
+
+def owned_pattern(prefix: str) -> re.Pattern:
+    """Names prefix + owner tag + random part, as tempfile makes them."""
+    return re.compile(rf"^{re.escape(prefix)}{_OWNER}{_RANDOM}$")
+
+
+def sweep(directory: str, pattern: re.Pattern, what: str,
+          side_suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Remove the entries of directory matching pattern whose owner is gone
+    (with their side files, e.g. SQLite's -wal); once per process and place."""
+    key = (os.path.realpath(directory), pattern.pattern)
+    if key in _swept:
+        return []
+    _swept.add(key)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in sorted(names):
+        found = pattern.match(name)
+        if found is None or not owner_gone(int(found.group(1)), found.group(2)):
+            continue
+        path = os.path.join(directory, name)
+        if _remove(path, side_suffixes):
+            log.warning("removed %s %s, left by dbpipe process %s, which is gone", what, path,
+                        found.group(1))
+            removed.append(path)
+    return removed
+
+
+def _remove(path: str, side_suffixes: tuple[str, ...]) -> bool:
+    try:
+        st = os.lstat(path)
+        if os.geteuid() not in (0, st.st_uid):
+            return False  # not ours to remove
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        for suffix in side_suffixes:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + suffix)
+        return True
+    except OSError as exc:
+        log.warning("cannot remove leftover %s: %s", path, exc.strerror)
+        return False
+
+
+def directory_size(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+@dataclass(frozen=True)
+class KeptCopy:
+    """A copy a restore kept on purpose: where it is, how big, and a stamp
+    that sorts oldest first."""
+
+    name: str
+    size: int
+    stamp: str
+
+
+def keep_newest(copies: list[KeptCopy], keep: int | None, remove: Callable[[KeptCopy], None],
+                what: str) -> list[KeptCopy]:
+    """List the kept copies (oldest first) with their size; with keep, remove
+    all but the newest keep of them first."""
+    copies = sorted(copies, key=lambda copy: (copy.stamp, copy.name))
+    if keep is not None and len(copies) > keep:
+        excess, copies = copies[:len(copies) - keep], copies[len(copies) - keep:]
+        for copy in excess:
+            remove(copy)
+            log.info("removed %s %s (%s): --keep-old-copies %d", what, copy.name,
+                     human_bytes(copy.size), keep)
+    for copy in copies:
+        log.info("kept %s: %s (%s)", what, copy.name, human_bytes(copy.size))
+    if copies and keep is None:
+        log.info("in all %d kept, %s (--keep-old-copies N keeps only the newest N)", len(copies),
+                 human_bytes(sum(copy.size for copy in copies)))
+    return copies
