@@ -76,8 +76,13 @@ def before_backup(hook: Hook, database: Target) -> None:
                          view_root(options.snapshot_root, hook.installation), hook.installation.key())
         view.flush(plan)
         record = SnapshotRecord.new(plan.view, stream_path(options.state_dir, hook.installation))
-        view.prepare(plan, record, store)
-        state = hook.begin("maintenance")
+        try:
+            view.prepare(plan, record, store)
+            state = hook.begin("maintenance")
+        except BaseException:
+            with shielded(reraise=False):
+                _remove_quietly(record, store, report)
+            raise
         clock, closed = WindowClock(), []
 
         def close_window() -> None:
