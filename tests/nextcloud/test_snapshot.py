@@ -60,14 +60,14 @@ def site_root(fs):
 
 
 @pytest.fixture
-def sqlite_site(site_root):
-    return _install(site_root, installs.sqlite_database(site_root))
+def sqlite_site(site_root, occ_variant):
+    return _install(site_root, installs.sqlite_database(site_root), occ_variant)
 
 
 @pytest.fixture(params=["mysql", "pgsql"])
-def server_site(request, site_root, server_pool):
+def server_site(request, site_root, server_pool, occ_variant):
     make = installs.mysql_database if request.param == "mysql" else installs.pgsql_database
-    install = _install(site_root, make(server_pool.get(request.param, "local")))
+    install = _install(site_root, make(server_pool.get(request.param, "local")), occ_variant)
     yield install
     install.database.server.drop_database(install.database.name)
 
