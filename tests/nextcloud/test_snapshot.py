@@ -202,6 +202,19 @@ def test_not_on_btrfs_fails_before_nextcloud_is_closed(plain_install, run_hook, 
     assert [p.name for p in state_dir.iterdir() if p.suffix == ".json"] == []
 
 
+def test_a_nested_subvolume_is_refused_before_nextcloud_is_closed(
+        fs, sqlite_site, run_hook, state_dir, snapshot_root):
+    """Its snapshot would be an empty directory: silent data loss."""
+    nested = fs.subvolume(sqlite_site.root / "data" / "alice" / "files" / "Archive")
+
+    result = run_hook(BEFORE, sqlite_site, *snapshot_args(snapshot_root))
+
+    assert result.returncode == 78, text(result)
+    assert f"{nested} is a nested btrfs subvolume below a backed-up directory" in text(result)
+    assert not [c for c in sqlite_site.commands() if c.startswith("maintenance:mode")]
+    assert_all_removed(fs, sqlite_site, state_dir, snapshot_root)
+
+
 def test_a_failing_snapshot_puts_maintenance_back_and_fails_with_one_line(
         fs, sqlite_site, run_hook, state_dir, snapshot_root):
     home = fs.mount / ".dbpipe-snapshots" / key_of(sqlite_site)

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import CantCreateError, ConfigError, DbpipeError
-from . import PROVIDERS, mounts, provider_for
+from . import PROVIDERS, SNAPSHOT_DIR, mounts, provider_for
 from .provider import Volume
 from .record import Bind, RecordStore, SnapshotRecord, Taken
 
@@ -86,16 +86,11 @@ def _refuse_nested(plan_: Plan, volume: Volume, table) -> None:
     mount = mounts.mount_of(volume.root, table)
     inside = [part.path for part in plan_.parts if part.volume.root == volume.root]
     for nested in provider_for(mount, volume.root).nested(volume, mount):
-        if os.path.dirname(nested).endswith(os.path.join("", _snapshot_dir_name(volume))):
-            continue    # our own snapshots of other volumes, taken in this or another run
+        if SNAPSHOT_DIR in nested.split("/"):
+            continue    # snapshots of dbpipe runs, which the FileSet leaves out
         if any(nested == p or nested.startswith(p.rstrip("/") + "/") for p in inside):
             raise ConfigError(f"{nested} is a nested {volume.provider} subvolume below a backed-up "
                               f"directory: its snapshot would be an empty directory")
-
-
-def _snapshot_dir_name(volume: Volume) -> str:
-    """.dbpipe-snapshots/<key>: the last two components of a volume's home."""
-    return os.path.join(*volume.home.split("/")[-2:])
 
 
 # --- inside the window --------------------------------------------------------------
