@@ -109,12 +109,20 @@ def prepare(plan_: Plan, record: SnapshotRecord, store: RecordStore) -> None:
     where we said)."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     for index, volume in enumerate(plan_.volumes):
-        destination = os.path.join(volume.home, f"{index}-{stamp}")
         _make_private_directory(volume.home)
-        if os.path.lexists(destination):
-            raise CantCreateError(f"{destination} exists already: not ours to replace")
+        destination = _free_name(os.path.join(volume.home, f"{index}-{stamp}"))
         record.snapshots.append(Taken(volume.provider, volume.root, volume.uuid, destination))
     store.save(record)
+
+
+def _free_name(path: str) -> str:
+    """path, or path-1, path-2, ...: whatever is there (a snapshot we left
+    alone, say) is never replaced."""
+    candidate, number = path, 0
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = f"{path}-{number}"
+    return candidate
 
 
 def take(plan_: Plan, record: SnapshotRecord) -> None:
