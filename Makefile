@@ -40,6 +40,7 @@ demo: $(VENDOR)/.done
 
 test: $(VENDOR)/.done
 	tools/system-deps test
+	$(VENV)/bin/ruff check --no-cache .
 	$(MAKE) --no-print-directory check-config
 	$(PYTEST) tests --ignore=tests/bareos
 

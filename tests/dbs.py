@@ -32,7 +32,8 @@ def _pg_str(text: str) -> str:
 def filecache_rows(count: int = 300):
     for i in range(count):
         name = f"{EMOJI_NAMES[i % len(EMOJI_NAMES)]} {i}"
-        yield i + 1, f"files/{name}", hashlib.md5(name.encode()).hexdigest(), name, i * 517 % 100_000, None if i % 7 == 0 else f"SHA1:{i:040x}"
+        checksum = None if i % 7 == 0 else f"SHA1:{i:040x}"
+        yield i + 1, f"files/{name}", hashlib.md5(name.encode()).hexdigest(), name, i * 517 % 100_000, checksum
 
 
 class TestDatabase:

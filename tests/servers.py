@@ -115,7 +115,9 @@ class Server:
         return result.stdout.strip()
 
     def _mysql_conn(self) -> list[str]:
-        return [f"--socket={self.socket}"] if self.socket else ["--host=127.0.0.1", f"--port={self.port}", "--protocol=TCP"]
+        if self.socket:
+            return [f"--socket={self.socket}"]
+        return ["--host=127.0.0.1", f"--port={self.port}", "--protocol=TCP"]
 
     def _pg_conn(self) -> list[str]:
         return ["-h", self.socket or self.host or "127.0.0.1", "-p", str(self.port)]
@@ -244,7 +246,8 @@ def local_postgres(bin_dir: str | None = None) -> Server:
         hba.write("local all postgres trust\nlocal all all scram-sha-256\n"
                   "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
     port = free_port()
-    options = f"-k {workdir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    options = (f"-k {workdir} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off")
 
     def pg_ctl(*args):
         subprocess.run([_pg_bin("pg_ctl", bin_dir), "-D", datadir, *args], check=True, capture_output=True,

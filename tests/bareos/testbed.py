@@ -365,8 +365,8 @@ class Bareos:
     def volumes(self, job_id: int) -> list[tuple[Path, int, int]]:
         """(volume file, first byte, last byte) of each part of a job's data.
         On a File device a JobMedia address is (file << 32) | block."""
-        rows = self.query("SELECT Media.VolumeName, JobMedia.StartFile, JobMedia.StartBlock, JobMedia.EndFile, JobMedia.EndBlock "
-                          "FROM JobMedia JOIN Media USING (MediaId) "
+        rows = self.query("SELECT Media.VolumeName, JobMedia.StartFile, JobMedia.StartBlock, "
+                          "JobMedia.EndFile, JobMedia.EndBlock FROM JobMedia JOIN Media USING (MediaId) "
                           f"WHERE JobMedia.JobId = {int(job_id)} ORDER BY JobMediaId")
         return [(self.volume_dir / name, (int(sf) << 32) | int(sb), (int(ef) << 32) | int(eb))
                 for name, sf, sb, ef, eb in rows]

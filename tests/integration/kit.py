@@ -17,7 +17,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,13 +26,9 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ENGINE_PARAMS, _engine_id, make_mysql, make_pgsql, make_sqlite
-from ..helpers import BIN, ROOT, bareos_env, dbpipe
+from ..helpers import BIN, bareos_env, dbpipe
 
-for _path in (ROOT / "lib" / "vendor", ROOT / "lib"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from dbpipe.stream import Header, StreamWriter  # noqa: E402
+from dbpipe.stream import Header, StreamWriter
 
 PR_SET_CHILD_SUBREAPER = 36
 DUMP_TOOLS = {"mysql": ("mariadb-dump", "mysqldump"), "pgsql": ("pg_dump",), "sqlite": ("sqlite3",)}

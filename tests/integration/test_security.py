@@ -60,7 +60,7 @@ def watch(proc, kind_children, secret: bytes, private_tmp) -> tuple[set, set]:
         seen_children |= {p.comm for p in descendants(proc.pid) if p.comm in kind_children}
         assert scan_proc(secret) == []
         assert temp_file_modes(private_tmp) == []
-        for root, _, files in os.walk(private_tmp):
+        for _root, _, files in os.walk(private_tmp):
             seen_files |= set(files)
     return seen_children, seen_files
 

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,10 +27,6 @@ FILESET = ROOT / "bareos-config" / "bareos-dir.d" / "fileset" / "mariadb-physica
 JOB = ROOT / "bareos-config" / "bareos-dir.d" / "job" / "backup-mariadb-physical.conf"
 INSTALLED_BIN = "/usr/local/bin/"
 STATE_DIR = "/var/lib/dbpipe/mariabackup/default"
-
-for _path in (ROOT / "lib" / "vendor", ROOT / "lib"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 
 class PrivateService:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,10 +12,6 @@ import pytest
 
 from ..helpers import ROOT, dbpipe
 from . import installs
-
-for _path in (ROOT / "lib" / "vendor", ROOT / "lib"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,7 @@ def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
 
 def give_to_web_user(root: Path) -> None:
     account = web_account()
-    for directory, dirs, files in os.walk(root):
+    for directory, _dirs, files in os.walk(root):
         os.chown(directory, account.pw_uid, account.pw_gid)
         for name in files:
             os.chown(os.path.join(directory, name), account.pw_uid, account.pw_gid)

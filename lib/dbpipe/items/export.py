@@ -82,8 +82,8 @@ def _collection_files(collection: Collection, items: list[Item], out_dir: str) -
 def write(files: list[OutputFile], force: bool) -> None:
     existing = [f.path for f in files if os.path.lexists(f.path)]
     if existing and not force:
-        raise CantCreateError(f"{existing[0]} exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
-                              + "; use --force to replace, or another --out directory")
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CantCreateError(f"{existing[0]} exists{more}; use --force to replace, or another --out directory")
     for output in files:
         _write_one(output.path, output.data)
         log.debug("wrote %s (%d item%s)", output.path, output.items, "" if output.items == 1 else "s")

@@ -34,5 +34,5 @@ def items_table(collection: Collection, items: list[Item]) -> str:
 
 def _table(rows) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
                      for row in rows)

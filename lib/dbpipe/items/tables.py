@@ -55,7 +55,7 @@ class RowSource(abc.ABC):
     def columns(self) -> dict[str, frozenset[str]]:
         """Every table of the database with its column names."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most sources hold nothing to close
         pass
 
 
@@ -75,7 +75,7 @@ class SqliteRows(RowSource):
     def rows(self, sql, params=None, blobs=()):
         cursor = self.conn.execute(sql, params or {})
         names = [column[0] for column in cursor.description]
-        return [_blobs_to_bytes(dict(zip(names, row)), blobs) for row in cursor.fetchall()]
+        return [_blobs_to_bytes(dict(zip(names, row, strict=False)), blobs) for row in cursor.fetchall()]
 
     def columns(self):
         found = self.conn.execute(
@@ -105,7 +105,7 @@ class MysqlRows(RowSource):
             with self.conn.cursor() as cursor:
                 cursor.execute(sql, params)
                 names = [column[0] for column in cursor.description or ()]
-                return [dict(zip(names, row)) for row in cursor.fetchall()]
+                return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
         except pymysql.err.MySQLError as exc:
             raise mysql_error(exc, "reading the scratch database failed") from None
 
@@ -147,7 +147,8 @@ class PgsqlRows(RowSource):
                 results[-1].append(json.loads(line))
         if len(results) != len(queries):
             raise DataError("unexpected output from psql while reading the scratch database")
-        return [[self._blobs(row, blobs) for row in rows] for rows, (_, _, blobs) in zip(results, queries)]
+        return [[self._blobs(row, blobs) for row in rows]
+                for rows, (_, _, blobs) in zip(results, queries, strict=True)]
 
     def rows(self, sql, params=None, blobs=()):
         return self.batch([(sql, params or {}, blobs)])[0]
