@@ -61,7 +61,7 @@ class WindowClock:
 
     def breakdown(self) -> str:
         steps = [f"{name} {end - start:.2f} s"
-                 for (_, start), (name, end) in zip(self.marks, self.marks[1:])]
+                 for (_, start), (name, end) in zip(self.marks, self.marks[1:], strict=False)]
         return ", ".join(steps)
 
 
