@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import tempfile
 from typing import Iterator
 
-from .errors import CantCreateError, TempFailure
+from .errors import CantCreateError, NoInputError, TempFailure
 from .leftovers import owned_pattern, owner_tag, sweep
 
 STATE_ROOT_ENV = "DBPIPE_STATE_DIR"
@@ -27,6 +28,21 @@ def state_root() -> str:
     """Where dbpipe keeps state: /var/lib/dbpipe, or $DBPIPE_STATE_DIR (e.g. set
     for bareos-fd in a systemd drop-in, or by the tests)."""
     return os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT
+
+
+def open_input(path: str):
+    """An unbuffered binary handle on the file at path, or on stdin for "-".
+
+    stdin is duplicated, so closing the handle leaves sys.stdin alone.  A
+    missing or unreadable file is bad input (exit 66), said in one line."""
+    if path == "-":
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+    try:
+        return open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        raise NoInputError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise NoInputError(f"cannot open {path}: {exc.strerror}") from None
 
 
 @contextlib.contextmanager
@@ -99,6 +115,15 @@ def exclusive_lock(path: str, busy: str):
         yield
     finally:
         os.close(fd)
+
+
+def sync_if_file(fd: int) -> None:
+    """fsync an output that may be a file or a pipe: pipes and terminals
+    cannot be synced and need not be."""
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
 
 
 def fsync_directory(path: str) -> None:

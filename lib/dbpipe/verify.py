@@ -3,8 +3,10 @@ into a throwaway database."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
+from . import cli
 from .engines import get_engine
 from .errors import DataError
 from .stream import Trailer
@@ -63,3 +65,40 @@ def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ..
     if missing:
         raise DataError(f"test restore lacks the tables {', '.join(missing)}")
     return Report(trailer, counter.count, rows, restored=True)
+
+
+def check(fd: int, args: argparse.Namespace) -> Report:
+    """dbpipe-verify's check of the stream on fd: read it, or with
+    --test-restore also load it (with --nextcloud: Nextcloud's core tables
+    must be in it, and the scratch database goes beside Nextcloud's)."""
+    if not args.test_restore:
+        return verify(fd, args.file)
+    from .nextcloud.config import CORE_TABLES, discover_target  # only --nextcloud needs PHP and occ
+    nextcloud = discover_target(args.nextcloud, php=args.php) if args.nextcloud else None
+    required = (tuple((nextcloud.table_prefix or "") + name for name in CORE_TABLES)
+                if nextcloud and args.require_core_tables else ())
+    return test_restore(fd, args.file, _scratch_target(args, nextcloud), required)
+
+
+def _scratch_target(args: argparse.Namespace, nextcloud: Target | None) -> Target:
+    base = None if args.type else nextcloud   # the scratch database goes beside Nextcloud's
+    if not (args.type or args.config or args.profile or base) or (base or args).type == "sqlite":
+        return Target()
+    return cli.target_from_args(args, all_databases=True, base=base)
+
+
+def describe(path: str, report: Report) -> str:
+    """The lines dbpipe-verify prints for an intact stream."""
+    t = report.trailer
+    lines = [("file", path), ("engine", t.engine), ("server", t.server_version),
+             ("database", t.database or "(all databases)"), ("created", t.created),
+             ("size", f"{t.bytes} bytes"), ("sha256", t.sha256), ("tables", report.tables_in_stream)]
+    if report.restored:
+        rows = ", ".join(f"{name}={count}" for name, count in sorted(report.rows.items()))
+        lines.append(("restored", f"{len(report.rows)} tables: {rows}"))
+    lines.append(("verdict", "intact" + (", test restore passed" if report.restored else "")))
+    return "\n".join(f"{key + ':':<10} {value}" for key, value in lines)
+
+
+def describe_damage(path: str, exc: DataError) -> str:
+    return f"file:      {path}\nverdict:   DAMAGED - {exc}"

@@ -47,9 +47,14 @@ SNAPSHOT_FIXED = (b"\n-- Table structure for table ", b"\n-- Temporary table str
 TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")
 MAX_NAME = 64
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
-ACCESS_DENIED = {1044, 1045, 1142, 1227}
 CONNECT_TIMEOUT = 30
-UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
+# One table for both ways a MySQL error reaches us: an error code from
+# pymysql, or a client tool's stderr line (which carries the code, or words).
+ERRORS = (  # (codes, words in the message, error class)
+    ((1044, 1045, 1142, 1227), "access denied", PermissionDenied),
+    ((1049,), "unknown database", NoInputError),
+    ((2002, 2003, 2005, 2006, 2013), "can't connect|lost connection|gone away", UnavailableError),
+)
 
 
 def quote(name: str) -> str:
@@ -87,6 +92,9 @@ def _client_tool() -> str:
 
 
 def connection_args(target: Target) -> list[str]:
+    """--host/--port/--socket/--user for every MySQL client tool (mysql,
+    mysqldump, mariabackup).  A port without a socket forces TCP: a client
+    told "localhost" would otherwise use the default socket, not the port."""
     return (
         ([f"--host={target.host}"] if target.host else [])
         + ([f"--port={target.port}", "--protocol=TCP"] if target.port and not target.socket else [])
@@ -97,11 +105,8 @@ def connection_args(target: Target) -> list[str]:
 
 class MysqlEngine(Engine):
     name = "mysql"
-    failure_patterns = [
-        (r"\b(1044|1045|1142|1227)\b|access denied", PermissionDenied),
-        (r"\b1049\b|unknown database", NoInputError),
-        (r"\b(2002|2003|2005|2006|2013)\b|can't connect|lost connection|gone away", UnavailableError),
-    ]
+    failure_patterns = [(rf"\b({'|'.join(map(str, codes))})\b|{words}", error_class)
+                        for codes, words, error_class in ERRORS]
     reasons = [r"access denied for user '[^']*'@'[^']*'", r"unknown database '[^']*'"]
 
     # --- dump -------------------------------------------------------------
@@ -305,13 +310,8 @@ class MysqlEngine(Engine):
 def mysql_error(exc: Exception, context: str) -> DbpipeError:  # a pymysql MySQLError
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     message = f"{context}: {exc.args[1] if len(exc.args) > 1 else exc}"
-    if code in ACCESS_DENIED:
-        return PermissionDenied(message)
-    if code in UNREACHABLE:
-        return UnavailableError(message)
-    if code == 1049:
-        return NoInputError(message)
-    return DataError(message)
+    error_class = next((cls for codes, _, cls in ERRORS if code in codes), DataError)
+    return error_class(message)
 
 
 def _execute(conn, sql: str, args=None, context: str = ""):

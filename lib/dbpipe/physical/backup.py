@@ -20,6 +20,7 @@ from ..credentials import private_directory
 from ..dump import utc_now
 from ..engines.mysql import MysqlEngine
 from ..errors import DataError, NoInputError
+from ..files import sync_if_file
 from ..bareos import BareosJob
 from ..log import Progress, human_bytes, log
 from ..process import Child
@@ -123,7 +124,7 @@ def _stream(target: Target, out_fd: int, request: BackupRequest, facts: ServerFa
             raise DataError(f"{child.label} exited 0 but did not report 'completed OK!'")
         piece = _piece(level, base, last, lsndir, facts, created, copied.count, request.job)
         writer.finish(facts.identity.version, created, piece.trailer_extra())
-    _sync(out_fd)
+    sync_if_file(out_fd)
     seconds = time.monotonic() - started
     log.info("backup complete: %s %s in %.1f s (%s/s)", piece.describe(),
              human_bytes(copied.count), seconds, human_bytes(copied.count / max(seconds, 1e-6)))
@@ -162,13 +163,6 @@ def new_chain_id() -> str:
     """Starts with the full backup's time, so chains sort chronologically."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(4)}"
-
-
-def _sync(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # pipes cannot be synced; files can
 
 
 def forget_job(state_dir: str, job_id: str) -> bool:

@@ -28,6 +28,14 @@ class Chain:
     def last(self):
         return self.pieces[-1].piece
 
+    def listing(self) -> str:
+        """Every piece, marked use/skip, and the point in time a restore reaches."""
+        used = {id(stored) for stored in self.pieces}
+        lines = [f"{'use ' if id(stored) in used else 'skip'} {os.path.basename(stored.path)}"
+                 for stored in sorted(self.pieces + self.unused, key=lambda s: s.piece.sequence)]
+        last = self.last
+        return "\n".join(lines + [f"point in time: {last.finished or last.created} (LSN {last.to_lsn})"])
+
 
 def load_pieces(directory: str) -> list[StoredPiece]:
     """Every piece file in directory (the writer's temporary files start with '.')."""

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 
 from ..errors import CantCreateError, DataError, UnavailableError
+from ..files import atomic_write
 from ..leftovers import owned_pattern, owner_tag, sweep
 from ..log import log
 from ..process import Child
@@ -154,9 +155,5 @@ def _run(argv: list[str], what: str) -> None:
 
 
 def _write_record(path: str, prepared: Prepared) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(asdict(prepared), handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(asdict(prepared), indent=1).encode())

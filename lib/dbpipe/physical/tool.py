@@ -16,8 +16,8 @@ import pymysql
 
 from ..credentials import mysql_option_args, mysql_option_memfd
 from ..engines.base import DumpCommand
-from ..engines.mysql import MysqlEngine, mysql_error
-from ..process import find_tool, run
+from ..engines.mysql import MysqlEngine, connection_args, mysql_error
+from ..process import find_tool
 from ..target import Target
 from .state import ServerIdentity
 
@@ -50,11 +50,6 @@ class Tools:
         (10.2+) rejects that option."""
         return os.path.basename(self.mariabackup).startswith("xtrabackup")
 
-    def version(self) -> str:
-        result = run([self.mariabackup, "--version"], timeout=60)
-        found = re.search(r"(?:based on MariaDB server|version)\s+(\S+)", result.stderr + result.stdout)
-        return found.group(1) if found else "unknown"
-
     @contextlib.contextmanager
     def backup_command(self, target: Target, workdir: str, lsndir: str,
                        incremental_lsn: int | None, options: tuple = ()):
@@ -79,13 +74,6 @@ class Tools:
     def copy_back_argv(self, prepared: str, datadir: str, defaults_file: str | None) -> list[str]:
         return ([self.mariabackup, *mysql_option_args(defaults_file, None), "--copy-back",
                  f"--target-dir={prepared}", f"--datadir={datadir}"])
-
-
-def connection_args(target: Target) -> list[str]:
-    return (([f"--host={target.host}"] if target.host else [])
-            + ([f"--port={target.port}"] if target.port else [])
-            + ([f"--socket={target.socket}"] if target.socket else [])
-            + ([f"--user={target.user}"] if target.user else []))
 
 
 def completed_ok(stderr_lines) -> bool:

@@ -1,0 +1,110 @@
+"""dbpipe-mariabackup-restore's command line: its list, prepare and copy-back
+commands, and from their parsed options to the library calls."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .. import cli
+from ..bareos import BareosJob
+from ..services import ServiceManager
+from ..target import Target
+from . import chain, copyback, prepare, service, state, store
+from .tool import Tools
+
+SERVICE_TIMEOUT = 600  # a database server may take long to stop after a busy day
+
+
+def add_commands(parser: argparse.ArgumentParser):
+    """The list, prepare and copy-back commands; each sets args.run."""
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _list_parser(commands)
+    _prepare_parser(commands)
+    _copy_back_parser(commands)
+    return commands
+
+
+def store_stdin(into: str, where: str | None, stdin_fd: int) -> None:
+    """--from-stdin: the bpipe writer stores the piece arriving on stdin."""
+    store.store(stdin_fd, store.landing_dir(os.path.abspath(into), where, BareosJob.from_environ()))
+
+
+def _command(commands, name: str, help_text: str):
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    return sub
+
+
+def _list_parser(commands) -> None:
+    sub = _command(commands, "list", "show the pieces in DIR and the chain a restore would use")
+    sub.add_argument("directory", metavar="DIR")
+    sub.add_argument("--until", type=int, metavar="SEQ", help="restore up to this sequence number")
+    sub.set_defaults(run=_run_list)
+
+
+def _run_list(args: argparse.Namespace) -> None:
+    print(chain.select_chain(chain.load_pieces(args.directory), args.directory, args.until).listing())
+
+
+def _prepare_parser(commands) -> None:
+    sub = _command(commands, "prepare", "validate, extract and prepare the chain in DIR")
+    sub.add_argument("directory", metavar="DIR")
+    sub.add_argument("--until", type=int, metavar="SEQ", help="restore up to this sequence number")
+    sub.add_argument("--force", action="store_true", help="replace an earlier DIR/prepared")
+    _tool_options(sub)
+    sub.set_defaults(run=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    result = prepare.prepare(args.directory, Tools.resolve(args.mariabackup, args.mbstream),
+                             args.force, args.until, tuple(args.options))
+    print(f"prepared: {os.path.join(args.directory, prepare.PREPARED)}\n{result.describe()}")
+
+
+def _copy_back_parser(commands) -> None:
+    sub = _command(commands, "copy-back", "swap DIR/prepared in for the server's data directory")
+    sub.add_argument("directory", metavar="DIR")
+    sub.add_argument("--datadir", required=True, metavar="D", help="the server's data directory")
+    sub.add_argument("--service", default="mariadb", help="service to stop and start (default: mariadb)")
+    sub.add_argument("--service-manager", metavar="PATH",
+                     help="called as 'PATH stop|start NAME' (default: systemctl when systemd "
+                          "runs, else service)")
+    sub.add_argument("--start-timeout", type=float, default=300, metavar="SECONDS",
+                     help="how long the restarted server may take to answer (default: 300)")
+    sub.add_argument("--nextcloud", metavar="NCDIR",
+                     help="maintenance mode on during the swap, then a new data fingerprint, through "
+                          "the hooks' cycle (lock and record)")
+    sub.add_argument("--php", metavar="PATH", help="PHP CLI for --nextcloud's occ (default: php)")
+    sub.add_argument("--nextcloud-state-dir", metavar="DIR",
+                     help="--nextcloud's record and lock, as the hooks' --state-dir "
+                          "(default: /var/lib/dbpipe)")
+    sub.add_argument("--settle", type=float, default=10, metavar="SECONDS",
+                     help="after maintenance on, wait for running requests (default: 10)")
+    sub.add_argument("--state-dir", metavar="DIR", help="chain state of dbpipe-mariabackup to retire "
+                     f"(default: {state.DEFAULT_STATE_ROOT}/default if it exists)")
+    cli.add_keep_old_copies(sub, "the data directory (DATADIR.dbpipe-old-*, .dbpipe-failed-*)")
+    _tool_options(sub, prepare_options=False)
+    cli.add_target_options(sub, "how to reach the restarted server (mysql)", nextcloud=False)
+    sub.set_defaults(run=_run_copy_back)
+
+
+def _run_copy_back(args: argparse.Namespace) -> None:
+    default_state = os.path.join(state.DEFAULT_STATE_ROOT, "default")
+    request = copyback.CopyBackRequest(
+        directory=args.directory, datadir=args.datadir,
+        service=service.Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
+        target=cli.target_from_args(args, all_databases=True, base=Target(type="mysql")),
+        tools=Tools.resolve(args.mariabackup, args.mbstream, extract=False),
+        start_timeout=args.start_timeout, nextcloud=args.nextcloud, php=args.php, settle=args.settle,
+        nextcloud_state_dir=args.nextcloud_state_dir, keep_old_copies=args.keep_old_copies,
+        state_dir=args.state_dir or (default_state if os.path.isdir(default_state) else None))
+    copyback.copy_back(request)
+
+
+def _tool_options(sub, prepare_options: bool = True) -> None:
+    sub.add_argument("--mariabackup", metavar="PATH", help="default: mariabackup (or xtrabackup)")
+    sub.add_argument("--mbstream", metavar="PATH", help="default: mbstream (xbstream for xtrabackup)")
+    if prepare_options:
+        sub.add_argument("--option", dest="options", action="append", default=[], metavar="OPT",
+                         help="extra option for mariabackup --prepare, e.g. --option=--use-memory=1G")
