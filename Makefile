@@ -19,7 +19,7 @@ VENDOR  := lib/vendor
 PYTEST  := $(VENV)/bin/python -m pytest
 COMMANDS := $(wildcard bin/*)
 
-.PHONY: all demo test test-bareos unit check-config bench bench-bareos install install-bareos-config uninstall clean
+.PHONY: all demo test test-bareos unit check-config bench bench-bareos bench-snapshot install install-bareos-config uninstall clean
 
 all: $(VENDOR)/.done
 
@@ -70,6 +70,12 @@ bench-bareos: $(VENDOR)/.done
 	tools/system-deps test
 	tools/bareos-testbed-build >/dev/null
 	$(VENV)/bin/python bench/bareos-jobs
+
+# snapshot mode vs method 4.3: maintenance window at 1 and 8 GiB (root, btrfs, loop
+# devices; ~10 min, ~2 GiB in /var/tmp while it runs), figures for docs/snapshot.md
+bench-snapshot: $(VENDOR)/.done
+	tools/system-deps test
+	$(VENV)/bin/python bench/bench_snapshot.py
 
 install: $(VENDOR)/.done
 	$(RUN_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import time
+from typing import Callable
 
 from .engines import get_engine
 from .errors import DataError
@@ -23,15 +24,43 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # not datetime: ~2 ms less start-up
 
 
+class SnapshotWatch:
+    """Calls back once the dump tool's read snapshot is fixed: as soon as its
+    output proves it (Engine.snapshot_fixed), or else when the dump is done."""
+
+    KEPT = 256   # bytes carried between chunks, so a marker cut in two is still found
+
+    def __init__(self, engine, callback: Callable[[], None]):
+        self.engine, self.callback = engine, callback
+        self.fired = False
+        self._carry = b""
+
+    def __call__(self, chunk) -> None:
+        if self.fired:
+            return
+        window = self._carry + bytes(chunk)
+        if self.engine.snapshot_fixed(window):
+            self.fire()
+        self._carry = window[-self.KEPT:]
+
+    def fire(self) -> None:
+        if not self.fired:
+            self.fired = True
+            self.callback()
+
+
 def dump(target: Target, out_fd: int, scope: str = "database",
-         job: BareosJob | None = None) -> Trailer:
+         job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None) -> Trailer:
     """Dump target into out_fd and finish the stream with a trailer.
 
     The trailer is written only when the dump tool exited 0 and its own
     completeness marker ends the output; otherwise this raises and the stream
-    stays without a trailer, which every restore refuses.
+    stays without a trailer, which every restore refuses.  on_snapshot is
+    called once, while the dump goes on, as soon as nothing that changes in
+    the database from then on can reach it (at the latest: at its end).
     """
     engine = get_engine(target.type)
+    watch = SnapshotWatch(engine, on_snapshot) if on_snapshot and scope == "database" else None
     header = Header(engine.name, scope, target.database if scope == "database" else "")
     created, started = utc_now(), time.monotonic()
     log.info("dumping %s", target.describe() if scope == "database" else f"all {engine.name} databases")
@@ -40,7 +69,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         pass_fds=command.pass_fds, run_as=command.run_as,
     ) as child:
         writer = StreamWriter(out_fd, header)
-        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"))
+        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=watch)
         code = child.wait()
     if code != 0:
         raise engine.dump_failure(child)
@@ -48,6 +77,10 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         raise DataError(f"{child.label} exited 0 but wrote nothing")
     if not engine.dump_complete(copied.tail):
         raise DataError(f"{child.label} exited 0 but its output lacks the completeness marker")
+    if watch is not None:
+        watch.fire()
+    elif on_snapshot is not None:
+        on_snapshot()
     extra = {"tool": child.label, "hostname": socket.gethostname()}
     if job and job.job_id:
         extra["bareos-job-id"] = job.job_id
@@ -60,11 +93,11 @@ def dump(target: Target, out_fd: int, scope: str = "database",
 
 
 def dump_to_file(target: Target, path: str, scope: str = "database",
-                 job: BareosJob | None = None) -> Trailer:
+                 job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None) -> Trailer:
     """Dump into a 0600 file that appears atomically and only once its trailer
     has been read back and verified; a failed dump leaves no file behind."""
     with atomic_write(path) as handle:
-        trailer = dump(target, handle.fileno(), scope, job)
+        trailer = dump(target, handle.fileno(), scope, job, on_snapshot)
         handle.seek(0)
         verify(handle.fileno(), path)
     log.info("dump written to %s", path)

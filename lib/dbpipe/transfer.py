@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import Cancelled, DataError, IOFailure, NoInputError
 from .log import Progress
-from .stream import Header, StreamVerifier, StreamWriter, Trailer
+from .stream import Header, StreamVerifier, StreamWriter, Trailer, write_all
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -133,9 +133,10 @@ class CopiedDump:
     count: int
 
 
-def copy_dump(fd: int, writer: StreamWriter, progress: Progress) -> CopiedDump:
+def copy_dump(fd: int, writer: StreamWriter, progress: Progress,
+              observer: Callable[[memoryview], None] | None = None) -> CopiedDump:
     """Copy the dump tool's stdout into the stream, keeping its first and last bytes
-    for the version and completeness checks.
+    for the version and completeness checks; observer sees every chunk.
 
     Into a pipe (Bareos, a shell pipeline) the bytes go by tee(2) and are only
     read to be hashed; into anything else by read and write."""
@@ -150,6 +151,8 @@ def copy_dump(fd: int, writer: StreamWriter, progress: Progress) -> CopiedDump:
     tail = b""
     count = 0
     for chunk in source:
+        if observer is not None:
+            observer(chunk)
         if len(head) < HEAD_KEPT:
             head += chunk[: HEAD_KEPT - len(head)]
         tail = (tail + bytes(chunk[-TAIL_KEPT:]))[-TAIL_KEPT:]
@@ -266,3 +269,19 @@ class Pump:
             raise
         except Exception:  # noqa: BLE001 - draining is best effort by design
             pass
+
+
+def relay(in_fd: int, out_fd: int, label: str) -> Trailer:
+    """Pass a stored stream on unchanged (header, payload, trailer), checking
+    it on the way: a stream that turns out damaged raises after the last
+    byte, so the consumer (a bpipe job) fails instead of storing it as good."""
+    verifier = StreamVerifier()
+    for chunk in chunks(in_fd, label):
+        verifier.feed(chunk)
+        try:
+            write_all(out_fd, chunk)
+        except BrokenPipeError:
+            raise IOFailure("stdout was closed before the stream was complete") from None
+        except OSError as exc:
+            raise IOFailure(f"cannot write to stdout: {exc.strerror}") from None
+    return verifier.finish()[1]

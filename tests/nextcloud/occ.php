@@ -24,9 +24,10 @@
  * - files-scan.log: one line per scanned user;
  * - occ-maintenance-commands: when present, the only commands registered while
  *   maintenance mode is on, one per line (the next Nextcloud's variant);
- * - occ-fail.json: [{"match": "maintenance:mode --on", "action": "fail"|"hang",
+ * - occ-fail.json: [{"match": "maintenance:mode --on", "action": "fail"|"hang"|"pause",
  *   "skip": N, "times": M, "message": "..."}] makes matching calls fail (after N
- *   passes, M times);
+ *   passes, M times); "pause" instead waits until the file occ-resume exists
+ *   (at most "seconds") and then runs the command normally;
  *   match = the command name plus options/arguments the call must contain.
  */
 
@@ -218,7 +219,15 @@ function simulated_failure(string $root, string $command, array $args): void {
         if ($counts[$index] <= $skip || $counts[$index] > $skip + ($rule['times'] ?? PHP_INT_MAX - $skip)) {
             continue;
         }
-        if (($rule['action'] ?? 'fail') === 'hang') {
+        $action = $rule['action'] ?? 'fail';
+        if ($action === 'pause') {
+            $until = time() + ($rule['seconds'] ?? 120);
+            while (!is_file($root . '/occ-resume') && time() < $until) {
+                usleep(50000);
+            }
+            continue;
+        }
+        if ($action === 'hang') {
             sleep($rule['seconds'] ?? 3600);
         }
         throw new OccFailure($rule['message'] ?? "Simulated failure of $call", 'Simulated.php line 1');

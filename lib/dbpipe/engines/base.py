@@ -103,6 +103,14 @@ class Engine(abc.ABC):
     def server_version(self, target: Target, head: bytes) -> str:
         """The server (or library) version, preferably read from the dump's header."""
 
+    def snapshot_fixed(self, output: bytes) -> bool:
+        """Whether output (a piece of the dump tool's output) proves that the
+        tool's read snapshot is fixed, so that later changes cannot reach the
+        dump.  The snapshot backup ends Nextcloud's maintenance window there
+        instead of after the whole dump.  False - the safe default - means:
+        only the end of the dump proves it."""
+        return False
+
     def dump_failure(self, child: Child) -> DbpipeError:
         return self.classify(child.failure(), child.stderr_text())
 

@@ -39,6 +39,11 @@ from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResul
                    feed_child, finish_load, loader)
 
 DUMP_COMPLETE = b"\n-- Dump completed"
+# mariadb-dump writes its header, *then* runs START TRANSACTION WITH CONSISTENT
+# SNAPSHOT (--single-transaction), then dumps table by table: a table's
+# section (or the footer of an empty database) proves the snapshot exists
+SNAPSHOT_FIXED = (b"\n-- Table structure for table ", b"\n-- Temporary table structure for view ",
+                  DUMP_COMPLETE)
 TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")
 MAX_NAME = 64
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
@@ -120,6 +125,9 @@ class MysqlEngine(Engine):
 
     def dump_complete(self, tail: bytes) -> bool:
         return DUMP_COMPLETE in tail
+
+    def snapshot_fixed(self, output: bytes) -> bool:
+        return any(marker in output for marker in SNAPSHOT_FIXED)
 
     def server_version(self, target: Target, head: bytes) -> str:
         found = re.search(rb"^-- Server version\s+(.+)$", head, re.MULTILINE)

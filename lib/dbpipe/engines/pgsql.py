@@ -199,6 +199,11 @@ class PgsqlEngine(Engine):
     def dump_complete(self, tail: bytes) -> bool:
         return any(marker in tail for marker in COMPLETE_MARKERS)
 
+    def snapshot_fixed(self, output: bytes) -> bool:
+        """pg_dump reads the whole catalog inside its REPEATABLE READ transaction
+        before it writes a byte of a plain dump: any output proves the snapshot."""
+        return bool(output)
+
     def dump_failure(self, child: Child) -> DbpipeError:
         """pg_dump refuses a server newer than itself; say which client to install."""
         found = VERSION_MISMATCH.search(child.stderr_text())

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..engines.base import LiveChange
 from ..errors import DbpipeError, TempFailure, UsageError
 from ..log import log
+from ..snapshot import DEFAULT_ROOT as DEFAULT_SNAPSHOT_ROOT
 from .guard import Deadline, shielded
 from .installation import open_installation
 from .maintenance import DEFAULT_SETTLE, DEFAULT_WAIT, Maintenance
@@ -44,6 +45,8 @@ class HookOptions:
     timeout: float = 0                   # the whole hook; 0 = none
     services: tuple[str, ...] = ()       # method 4.1 instead of maintenance mode
     service_manager: str | None = None
+    snapshot: bool = False               # before-backup: close only for a snapshot
+    snapshot_root: str = DEFAULT_SNAPSHOT_ROOT
 
     @property
     def method(self) -> str:
@@ -194,6 +197,8 @@ class Hook:
             self.report.step(f"maintenance mode: already on ({who})")
         else:
             self.maintenance.switch_on()
+            state.switched_on = self.maintenance.on_at
+            self.store.save(state)
 
     def stop_services(self, state: HookState) -> None:
         manager = self.service_manager(state)
@@ -217,6 +222,9 @@ class Hook:
             self.report.step("maintenance mode: was on before, stays on")
         else:
             self.maintenance.switch_off()
+            if state.switched_on and self.maintenance.off_at:
+                self.report.step(f"maintenance window: "
+                                 f"{self.maintenance.off_at - state.switched_on:.1f} s")
         self.store.clear()
 
     def start_services(self, state: HookState) -> None:

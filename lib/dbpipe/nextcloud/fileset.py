@@ -12,6 +12,11 @@ Nextcloud's own log files).
 
 bareos-fd merges the command's stderr into the list it reads: nothing but
 paths may be printed, and a warning on stderr would become a bogus file name.
+
+In snapshot mode the same directories are read from the snapshot view,
+<view root>/<path>; the FileSet's StripPath turns them back into <path>.  The
+view does not exist yet when Bareos runs this (before the job's Before
+script), so the paths are computed, never looked up.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import glob
 import os
 from dataclasses import dataclass
 
+from ..snapshot import SNAPSHOT_DIR
+from ..snapshot.view import view_path
 from .config import php_truthy, read_system_config, with_environment
 from .installation import Installation
 
@@ -38,6 +45,15 @@ def file_list(installation: Installation, values: dict | None = None) -> FileLis
     include = [os.path.join(installation.root, "config"), data, os.path.join(installation.root, "themes")]
     include += writable_app_dirs(installation.root, values.get("apps_paths"))
     return FileList(_existing_once(include), excluded(data, values))
+
+
+def in_view(files: FileList, view: str) -> FileList:
+    """The same lists as the snapshot view shows them.  A backed-up directory
+    that is a mount point of its own holds the snapshots of its filesystem
+    (btrfs keeps them on the same filesystem): those are left out."""
+    own = [os.path.join(path, SNAPSHOT_DIR) for path in files.include if os.path.ismount(path)]
+    return FileList([view_path(view, p) for p in files.include],
+                    [view_path(view, p) for p in sorted(files.exclude + own)])
 
 
 def writable_app_dirs(root: str, apps_paths) -> list[str]:

@@ -20,9 +20,10 @@ from ..bareos import BareosJob, JobLog
 from ..errors import ConfigError, DataError, DbpipeError, NoInputError, UnavailableError, UsageError
 from ..log import human_bytes, log
 from ..restore import restore
-from ..stream import HEADER_PREFIX
 from ..target import Target
+from . import snapshot_backup
 from .cycle import Hook, HookOptions, Scan
+from .dumpfile import remove_dump
 from .guard import shielded
 from .maintenance import on_off
 from .report import Report
@@ -33,8 +34,17 @@ from .state import HookState
 
 def before_backup(options: HookOptions, dump_to: str | None,
                   target: Callable[[], Target], report: Report) -> None:
-    """Maintenance on (or services stopped), then optionally a verified dump file."""
+    """Maintenance on (or services stopped), then optionally a verified dump file.
+    In snapshot mode: closed only for a snapshot and the database's point."""
+    if options.snapshot and (dump_to or options.services):
+        raise UsageError("--snapshot works with maintenance mode and its own database stream: "
+                         "leave out --dump-to and --stop-service")
     hook = Hook("nextcloud-before-backup", options, report)
+    if options.snapshot:
+        database = _dump_target(hook, snapshot_backup.stream_path(options.state_dir, hook.installation),
+                                target)
+        snapshot_backup.before_backup(hook, database)
+        return
     database = _dump_target(hook, dump_to, target) if dump_to else None
     with hook.session() as deadline:
         state = hook.begin(options.method)
@@ -58,6 +68,10 @@ def after_backup(options: HookOptions, dump_to: str | None, keep_dump: bool,
     with hook.session():
         try:
             _finish_cycle(hook)
+        except DbpipeError as exc:
+            errors.append(exc)
+        try:
+            snapshot_backup.after_backup(hook)
         except DbpipeError as exc:
             errors.append(exc)
         if dump_to and not keep_dump:
@@ -159,7 +173,9 @@ def _dump_target(hook: Hook, path: str, target: Callable[[], Target]) -> Target:
     directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     root = hook.installation.root
     if os.path.commonpath([directory, root]) == root:
-        raise UsageError(f"--dump-to {path} is inside the Nextcloud directory {root}: "
+        what = (f"--state-dir {os.path.dirname(path)}" if hook.options.snapshot
+                else f"--dump-to {path}")
+        raise UsageError(f"{what} is inside the Nextcloud directory {root}: "
                          f"choose a place outside it")
     return target()
 
@@ -177,23 +193,3 @@ def _open_dump(path: str | None):
         raise NoInputError(f"cannot open dump file {path}: {exc.strerror}") from None
     with handle:
         yield handle
-
-
-def remove_dump(path: str, report: Report) -> None:
-    """Remove the dump file, but only one that is a dbpipe stream."""
-    try:
-        with open(path, "rb") as handle:
-            first = handle.read(len(HEADER_PREFIX))
-    except FileNotFoundError:
-        report.step(f"dump file {path}: not there, nothing to remove")
-        return
-    except OSError as exc:
-        raise UnavailableError(f"cannot read dump file {path}: {exc.strerror}") from None
-    if first != HEADER_PREFIX:
-        raise UsageError(f"{path} is not a dbpipe dump; not removing it")
-    try:
-        os.unlink(path)
-    except OSError as exc:
-        raise UnavailableError(f"cannot remove dump file {path}: {exc.strerror}") from None
-    report.step(f"dump file {path}: removed")
-

@@ -33,6 +33,9 @@ class Maintenance:
         self.occ, self.report = occ, report
         self.config = SystemConfig(occ)
         self.wait_timeout, self.settle_time = wait_timeout, settle
+        # the window users are shut out, as tightly as we can see it: from just
+        # before occ's --on to the status that confirms --off (epoch seconds)
+        self.on_at = self.off_at = 0.0
 
     def status(self) -> Status:
         status = self.occ.status()
@@ -46,6 +49,7 @@ class Maintenance:
     def switch_on(self) -> None:
         """On, marked as ours, confirmed by occ status, then the settle time."""
         self.config.set(MARKER, True)
+        self.on_at = time.time()
         self.occ.run("maintenance:mode", "--on")
         self.wait_for(True)
         self.report.step("maintenance mode: on (confirmed by occ status)")
@@ -56,6 +60,7 @@ class Maintenance:
         if self.status().maintenance:
             self.occ.run("maintenance:mode", "--off")
             self.wait_for(False)
+            self.off_at = time.time()
             self.report.step("maintenance mode: off")
         else:
             self.report.step("maintenance mode: already off")

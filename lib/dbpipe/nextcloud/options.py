@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..errors import UsageError
+from ..snapshot import DEFAULT_ROOT as DEFAULT_SNAPSHOT_ROOT
 from .cycle import HookOptions
 from .maintenance import DEFAULT_SETTLE, DEFAULT_WAIT
 from .occ import DEFAULT_TIMEOUT
@@ -45,6 +47,16 @@ def add_hook_options(parser: argparse.ArgumentParser, services: bool = True) -> 
                                 "(default: systemctl under systemd, else service)")
 
 
+def add_snapshot_options(parser: argparse.ArgumentParser, switch: str = "--snapshot",
+                         help_text: str = "") -> None:
+    group = parser.add_argument_group("snapshot mode")
+    group.add_argument(switch, dest="snapshot", action="store_true", help=help_text)
+    group.add_argument("--snapshot-root", metavar="DIR", default=DEFAULT_SNAPSHOT_ROOT,
+                       help="where the snapshot views are mounted, as <DIR>/<installation key>/<path> "
+                            f"(default: {DEFAULT_SNAPSHOT_ROOT}; the FileSet's StripPath is the "
+                            "number of components of DIR plus one)")
+
+
 def hook_options(args: argparse.Namespace) -> HookOptions:
     services = tuple(getattr(args, "services", None) or ())
     if getattr(args, "service_manager", None) and not services:
@@ -52,4 +64,7 @@ def hook_options(args: argparse.Namespace) -> HookOptions:
     return HookOptions(args.directory, php=args.php, state_dir=args.state_dir, settle=args.settle,
                        wait_timeout=args.wait_timeout, command_timeout=args.command_timeout,
                        timeout=args.timeout, services=services,
-                       service_manager=getattr(args, "service_manager", None))
+                       service_manager=getattr(args, "service_manager", None),
+                       snapshot=getattr(args, "snapshot", False),
+                       snapshot_root=os.path.abspath(getattr(args, "snapshot_root", None)
+                                                     or DEFAULT_SNAPSHOT_ROOT))

@@ -37,6 +37,7 @@ class HookState:
     manager_style: str = ""              # systemctl | service
     hook: str = ""
     since: str = ""
+    switched_on: float = 0.0             # epoch seconds when we switched maintenance on
     unfinished: str = ""                 # a restore changed data: the command that finishes it
 
     def describe(self) -> str:
