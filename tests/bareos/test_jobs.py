@@ -77,15 +77,20 @@ def assert_round_trip(site, bed) -> None:
 
     restore = site.restore(backup.job_id, "restore-nextcloud")
 
+    assert_restored(site, restore, database, files, config)
+    assert site.install.config().get("data-fingerprint") != fingerprint
+    assert "maintenance:data-fingerprint" in occ_since(site, mark)
+    assert_nothing_left(bed)
+
+
+def assert_restored(site, restore, database: bytes, files: dict, config: dict) -> None:
+    """A good restore-nextcloud: database and files of the backup, Nextcloud open."""
     assert_ok(restore)
     assert content(site.db) == database
     after = site.snapshot()
     assert {path: after.get(path) for path in files} == files
     assert stable_config(site) == config
     assert not site.install.maintenance
-    assert site.install.config().get("data-fingerprint") != fingerprint
-    assert "maintenance:data-fingerprint" in occ_since(site, mark)
-    assert_nothing_left(bed)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

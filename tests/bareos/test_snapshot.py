@@ -20,7 +20,7 @@ import pytest
 from ..conftest import SPECS
 from ..nextcloud import btrfs, installs
 from .conftest import PSEUDO_FILE, SITES, Site, add_sample_files, database_for
-from .test_jobs import assert_nothing_left, assert_ok, change_everything, content, stable_config
+from .test_jobs import assert_nothing_left, assert_ok, assert_restored, change_everything, content, stable_config
 
 JOB = "backup-nextcloud-snapshot"
 VIEW_ROOT = Path("/run/dbpipe/snapshot")          # the default the shipped resources use
@@ -127,12 +127,7 @@ def test_closed_for_the_window_only_and_restore_nextcloud_brings_back_its_moment
 
     restore = site.restore(backup.job_id, "restore-nextcloud")
 
-    assert_ok(restore)
-    assert content(site.db) == database
-    after = site.snapshot()
-    assert {path: after.get(path) for path in files} == files
-    assert stable_config(site) == config
-    assert not site.install.maintenance
+    assert_restored(site, restore, database, files, config)
     assert_nothing_left(bed)
 
 
