@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -10,7 +9,7 @@ from typing import Callable
 
 from .engines import get_engine
 from .errors import DataError
-from .files import atomic_write
+from .files import atomic_write, sync_if_file
 from .bareos import BareosJob
 from .log import Progress, human_bytes, log
 from .process import Child
@@ -85,7 +84,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
     if job and job.job_id:
         extra["bareos-job-id"] = job.job_id
     trailer = writer.finish(engine.server_version(target, copied.head), created, extra)
-    _flush(out_fd)
+    sync_if_file(out_fd)
     seconds = time.monotonic() - started
     log.info("dump complete: %s in %.1f s (%s/s), sha256 %s", human_bytes(trailer.bytes), seconds,
              human_bytes(trailer.bytes / max(seconds, 1e-6)), trailer.sha256)
@@ -103,9 +102,3 @@ def dump_to_file(target: Target, path: str, scope: str = "database",
     log.info("dump written to %s", path)
     return trailer
 
-
-def _flush(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # pipes and terminals cannot be synced; files can

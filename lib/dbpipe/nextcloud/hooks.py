@@ -18,6 +18,7 @@ from ..dump import dump_to_file
 from ..engines import RestoreOptions
 from ..bareos import BareosJob, JobLog
 from ..errors import ConfigError, DataError, DbpipeError, NoInputError, UnavailableError, UsageError
+from ..files import open_input
 from ..log import human_bytes, log
 from ..restore import restore
 from ..target import Target
@@ -185,11 +186,5 @@ def _open_dump(path: str | None):
     if path is None:
         yield None
         return
-    try:
-        handle = open(path, "rb", buffering=0)
-    except FileNotFoundError:
-        raise NoInputError(f"dump file {path} does not exist") from None
-    except OSError as exc:
-        raise NoInputError(f"cannot open dump file {path}: {exc.strerror}") from None
-    with handle:
+    with open_input(path) as handle:
         yield handle
