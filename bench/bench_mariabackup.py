@@ -185,13 +185,13 @@ def _compare(report, expected: dict, restored, db) -> None:
 
 
 def main(argv) -> int:
-    from report import Context, Report
+    from report import Context, BenchReport
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=400, help="database size on disk (default 400)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="dbpipe-bench-"))
     try:
-        report = Report(Context(databases.ROOT, workdir, args.size_mb, max(1, args.size_mb // 4), 1,
+        report = BenchReport(Context(databases.ROOT, workdir, args.size_mb, max(1, args.size_mb // 4), 1,
                                 bare_env()), "Benchmark: mariabackup")
         run(report)
         sys.stdout.write(report.render())

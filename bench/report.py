@@ -1,7 +1,7 @@
 """The benchmark report: named sections, rendered as Markdown that pastes into the README.
 
 A section holds any of: a multi-column table (columns + rows), name/value
-rows (Report.add), and notes.  Sections render in the order they were first
+rows (BenchReport.add), and notes.  Sections render in the order they were first
 used.  See the interface description at the top of bench/run-bench.
 """
 
@@ -41,7 +41,7 @@ class Section:
         return "\n".join(parts)
 
 
-class Report:
+class BenchReport:
     def __init__(self, context: Context, title: str = "Benchmark"):
         self.context = context
         self.title = title

@@ -30,21 +30,21 @@ class TableCounter:
 
 
 @dataclass
-class Report:
+class Verdict:
     trailer: Trailer
     tables_in_stream: int
     rows: dict[str, int] = field(default_factory=dict)
     restored: bool = False
 
 
-def verify(in_fd: int, label: str) -> Report:
+def verify(in_fd: int, label: str) -> Verdict:
     """Read the whole stream and check its trailer; raises DataError if bad."""
     counter = TableCounter()
     trailer = Pump(in_fd, label, observer=counter).run(lambda data: None)
-    return Report(trailer, counter.count)
+    return Verdict(trailer, counter.count)
 
 
-def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ...] = ()) -> Report:
+def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ...] = ()) -> Verdict:
     """Verify and load the stream into a scratch database, then check it.
 
     required: tables the application cannot run without (e.g. Nextcloud's
@@ -64,10 +64,10 @@ def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ..
     missing = [name for name in required if name not in present]
     if missing:
         raise DataError(f"test restore lacks the tables {', '.join(missing)}")
-    return Report(trailer, counter.count, rows, restored=True)
+    return Verdict(trailer, counter.count, rows, restored=True)
 
 
-def check(fd: int, args: argparse.Namespace) -> Report:
+def check(fd: int, args: argparse.Namespace) -> Verdict:
     """dbpipe-verify's check of the stream on fd: read it, or with
     --test-restore also load it (with --nextcloud: Nextcloud's core tables
     must be in it, and the scratch database goes beside Nextcloud's)."""
@@ -87,7 +87,7 @@ def _scratch_target(args: argparse.Namespace, nextcloud: Target | None) -> Targe
     return cli.target_from_args(args, all_databases=True, base=base)
 
 
-def describe(path: str, report: Report) -> str:
+def describe(path: str, report: Verdict) -> str:
     """The lines dbpipe-verify prints for an intact stream."""
     t = report.trailer
     lines = [("file", path), ("engine", t.engine), ("server", t.server_version),

@@ -27,7 +27,7 @@ from .guard import Deadline, shielded
 from .installation import open_installation
 from .maintenance import DEFAULT_SETTLE, DEFAULT_WAIT, Maintenance
 from .occ import DEFAULT_TIMEOUT, Occ
-from .report import Report
+from .report import StepReport
 from ..services import ServiceManager
 from .state import DEFAULT_STATE_DIR, HookState, StateStore, now
 
@@ -70,7 +70,7 @@ class Scan:
 class Hook:
     """What every flow shares: the installation, occ, the record, the lock."""
 
-    def __init__(self, name: str, options: HookOptions, report: Report):
+    def __init__(self, name: str, options: HookOptions, report: StepReport):
         self.name, self.options, self.report = name, options, report
         self.installation = open_installation(options.directory, options.php)
         self.occ = Occ(self.installation, options.command_timeout)

@@ -6,10 +6,10 @@ import os
 
 from ..errors import UnavailableError, UsageError
 from ..stream import HEADER_PREFIX
-from .report import Report
+from .report import StepReport
 
 
-def remove_dump(path: str, report: Report) -> None:
+def remove_dump(path: str, report: StepReport) -> None:
     """Remove the dump file, but only one that is a dbpipe stream."""
     try:
         with open(path, "rb") as handle:

@@ -27,14 +27,14 @@ from .cycle import Hook, HookOptions, Scan
 from .dumpfile import remove_dump
 from .guard import shielded
 from .maintenance import on_off
-from .report import Report
+from .report import StepReport
 from .state import HookState
 
 
 # --- the flows ------------------------------------------------------------------
 
 def before_backup(options: HookOptions, dump_to: str | None,
-                  target: Callable[[], Target], report: Report) -> None:
+                  target: Callable[[], Target], report: StepReport) -> None:
     """Maintenance on (or services stopped), then optionally a verified dump file.
     In snapshot mode: closed only for a snapshot and the database's point."""
     if options.snapshot and (dump_to or options.services):
@@ -62,7 +62,7 @@ def before_backup(options: HookOptions, dump_to: str | None,
 
 
 def after_backup(options: HookOptions, dump_to: str | None, keep_dump: bool,
-                 report: Report) -> None:
+                 report: StepReport) -> None:
     """Put back what the before hook recorded; remove the dump file."""
     hook = Hook("nextcloud-after-backup", options, report)
     errors: list[DbpipeError] = []
@@ -101,7 +101,7 @@ def _finish_cycle(hook: Hook) -> None:
 
 
 def after_restore(options: HookOptions, dump_from: str | None, target: Callable[[], Target],
-                  scan: Scan, restore_options: RestoreOptions, report: Report,
+                  scan: Scan, restore_options: RestoreOptions, report: StepReport,
                   bareos_job: str | None = None) -> None:
     """Maintenance on, atomic restore, new data fingerprint, previous state, files:scan.
 

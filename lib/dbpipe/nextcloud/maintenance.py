@@ -14,7 +14,7 @@ import time
 
 from ..errors import ConfigError, UnavailableError
 from .occ import Occ, Status
-from .report import Report
+from .report import StepReport
 from .sysconfig import SystemConfig
 
 MARKER = "dbpipe.maintenance"
@@ -28,7 +28,7 @@ def on_off(value: bool) -> str:
 
 
 class Maintenance:
-    def __init__(self, occ: Occ, report: Report, wait_timeout: float = DEFAULT_WAIT,
+    def __init__(self, occ: Occ, report: StepReport, wait_timeout: float = DEFAULT_WAIT,
                  settle: float = DEFAULT_SETTLE):
         self.occ, self.report = occ, report
         self.config = SystemConfig(occ)

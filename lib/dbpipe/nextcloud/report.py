@@ -13,7 +13,7 @@ import sys
 from ..log import log
 
 
-class Report:
+class StepReport:
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
 

@@ -197,11 +197,11 @@ def _nextcloud_closed(request: CopyBackRequest):
         return
     from ..nextcloud.cycle import Hook, HookOptions
     from ..nextcloud.guard import shielded
-    from ..nextcloud.report import Report
+    from ..nextcloud.report import StepReport
     from ..nextcloud.state import DEFAULT_STATE_DIR
     options = HookOptions(request.nextcloud, php=request.php, settle=request.settle,
                           state_dir=request.nextcloud_state_dir or DEFAULT_STATE_DIR)
-    hook = Hook(f"{COMMAND} copy-back", options, Report())
+    hook = Hook(f"{COMMAND} copy-back", options, StepReport())
     finish = hook.finish_command()
     with hook.session() as deadline:
         state = hook.begin_restore(finish)
