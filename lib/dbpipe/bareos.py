@@ -30,11 +30,6 @@ from .files import state_root
 BPIPE_EXIT_FLAG = 0x10000000
 LEVELS = {"F": "full", "I": "incremental", "D": "differential"}
 JOBLOG_MAX_AGE = 30 * 86400     # records of jobs whose RunScript never ran
-JOB_STATUS = {
-    "T": "terminated normally", "W": "terminated normally with warnings",
-    "E": "terminated in error", "e": "non-fatal error", "f": "fatal error",
-    "A": "canceled by the user", "R": "running", "C": "created, not yet running",
-}
 
 
 @dataclass(frozen=True)
