@@ -3,15 +3,20 @@ what they left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import hashlib
 import os
 import pwd
 import shlex
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
@@ -78,6 +83,20 @@ def last_line(result: subprocess.CompletedProcess) -> str:
 
 def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def reachable_tempdir(prefix: str, why: str):
+    """A temp dir other accounts can enter (pytest's tmp_path is root-only, 0700);
+    skips unless we are root, who can hand files to those accounts."""
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root: {why}")
+    base = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(base, 0o755)
+    try:
+        yield Path(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def write_secret(directory, name: str, value: str) -> str:

@@ -51,15 +51,8 @@ class Environment:
     shims: Path                # first on the fd's PATH: service managers of the tests
     syslog: SyslogCollector
 
-    def shipped(self, nextcloud: Path | None = None, dumps: Path | None = None) -> ShippedConfig:
-        """The shipped resources with install paths (and a Nextcloud directory) mapped."""
-        paths = {"/usr/local/bin/": f"{self.bindir}/", "/var/lib/dbpipe": str(self.state),
-                 "/var/lib/bareos": str(self.bareos.workdir / "dir"),
-                 "/usr/lib/bareos/plugins": self.bareos.plugin_dir, "/etc/bareos": str(self.bareos.conf("")),
-                 "/var/backups/dbpipe": str(dumps or self.base / "dumps")}
-        if nextcloud is not None:
-            paths["/var/www/nextcloud"] = str(nextcloud)
-        return ShippedConfig(paths)
+    def shipped(self, nextcloud: Path, dumps: Path | None = None) -> ShippedConfig:
+        return self.bareos.shipped(self.bindir, self.state, nextcloud, dumps or self.base / "dumps")
 
     def use(self, shipped: ShippedConfig) -> None:
         self.bareos.reload(shipped)

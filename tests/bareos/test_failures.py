@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from dbpipe.bareos import exit_code_of
 
 from .. import servers
 from ..conftest import SPECS, make_mysql
@@ -200,9 +201,9 @@ def test_a_damaged_volume_is_refused_and_the_live_database_stays_byte_for_byte(d
 # --- helpers -----------------------------------------------------------------------------
 
 def bpipe_exit_code(job) -> int | None:
-    """bpipe logs a failed close as 0x10000000 | exit code."""
+    """bpipe logs a failed close as 0x10000000 | exit code (bareos.exit_code_of)."""
     match = re.search(r"Error closing stream for pseudo file \S+: (\d+)", job.log)
-    return int(match.group(1)) - 0x10000000 if match else None
+    return exit_code_of(int(match.group(1))) if match else None
 
 
 def corrupt_stream(parts) -> None:

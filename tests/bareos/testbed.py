@@ -135,6 +135,14 @@ class Bareos:
                f'Director {{\n  Name = bareos-dir\n  Address = 127.0.0.1\n  DIRport = {self.ports["dir"]}\n'
                f'  Password = "{self.passwords["dir"]}"\n}}\n')
 
+    def shipped(self, bindir: Path, state: Path, nextcloud: Path, dumps: Path) -> ShippedConfig:
+        """The shipped resources with install paths and a Nextcloud directory mapped."""
+        return ShippedConfig({
+            "/usr/local/bin/": f"{bindir}/", "/var/lib/dbpipe": str(state),
+            "/var/lib/bareos": str(self.workdir / "dir"), "/usr/lib/bareos/plugins": self.plugin_dir,
+            "/etc/bareos": str(self.conf("")), "/var/backups/dbpipe": str(dumps),
+            "/var/www/nextcloud": str(nextcloud)})
+
     def add_resource(self, rel: str, text: str) -> None:
         """A resource of the caller's own (e.g. a benchmark job), below bareos-dir.d."""
         _write(self.conf("") / "bareos-dir.d" / rel, text)

@@ -5,26 +5,19 @@ completion - drops to that uid and gid the same way."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from ..dbs import SqliteDatabase
-from ..helpers import chown_tree, dbpipe, id_without_account
+from ..helpers import chown_tree, dbpipe, id_without_account, reachable_tempdir
 from .test_roundtrip import content
 
 
 @pytest.fixture
 def reachable_dir():
-    """pytest's tmp_path is root-only (0700); the owner must reach its files."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the files belong to another uid")
-    base = tempfile.mkdtemp(prefix="dbpipe-owner-")
-    os.chmod(base, 0o755)
-    yield Path(base)
-    shutil.rmtree(base, ignore_errors=True)
+    """The owner must reach its files."""
+    with reachable_tempdir("dbpipe-owner-", "the files belong to another uid") as base:
+        yield base
 
 
 def test_sqlite_owned_by_a_uid_without_passwd_entry(reachable_dir, env, tmp_path):

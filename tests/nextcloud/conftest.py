@@ -3,26 +3,20 @@ web user can reach, a private state directory, and runners for the hooks."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from ..helpers import ROOT, dbpipe
+from ..helpers import ROOT, dbpipe, reachable_tempdir
 from . import installs
 
 
 @pytest.fixture(scope="session")
 def nc_base():
-    """pytest's tmp_path is private to root (0700); www-data must reach the trees."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the sample installations belong to www-data, as in production")
-    base = tempfile.mkdtemp(prefix="dbpipe-nc-")
-    os.chmod(base, 0o755)
-    yield Path(base)
-    shutil.rmtree(base, ignore_errors=True)
+    """www-data must reach the trees."""
+    with reachable_tempdir("dbpipe-nc-", "the sample installations belong to www-data, "
+                                         "as in production") as base:
+        yield base
 
 
 @pytest.fixture
