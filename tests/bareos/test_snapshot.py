@@ -101,6 +101,7 @@ def test_closed_for_the_window_only_and_restore_nextcloud_brings_back_its_moment
     files, database, config = site.snapshot(), content(site.db), stable_config(site)
     job_id = paused_job(site)
     change_everything(site)                 # users work on, while the job still runs
+    time.sleep(1.1)   # the job's start time (next "since") is set after the Before script, a second later
     resume(site)
 
     backup = site.bareos.wait(job_id)
