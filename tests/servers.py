@@ -169,13 +169,20 @@ def _make_workdir(prefix: str) -> str:
     return path
 
 
+def _setup(argv: list[str], **kwargs) -> None:
+    """Run a server set-up tool; its own words when it fails (CalledProcessError hides them)."""
+    result = subprocess.run(argv, capture_output=True, **kwargs)
+    if result.returncode != 0:
+        said = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()[-15:]
+        raise RuntimeError(f"{os.path.basename(argv[0])} exited {result.returncode}:\n" + "\n".join(said))
+
+
 def local_mariadb() -> Server:
     workdir = _make_workdir("dbpipe-test-mariadb-")
     datadir, sock = os.path.join(workdir, "data"), os.path.join(workdir, "mysqld.sock")
     user = pwd.getpwuid(os.getuid()).pw_name
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True, env={"PATH": BARE_PATH})
+    _setup(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
+            "--auth-root-authentication-method=normal", "--skip-test-db"], env={"PATH": BARE_PATH})
     port = free_port()
     argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--port={port}",
             "--bind-address=127.0.0.1", f"--pid-file={workdir}/mysqld.pid", f"--log-error={workdir}/error.log",
@@ -239,9 +246,8 @@ def local_postgres(bin_dir: str | None = None) -> Server:
         os.chown(workdir, account.pw_uid, account.pw_gid)
         run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     env = {"PATH": BARE_PATH, "LC_ALL": "C.UTF-8"}
-    subprocess.run([_pg_bin("initdb", bin_dir), "-D", datadir, "-U", "postgres", "--encoding=UTF8",
-                    "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=trust"],
-                   check=True, capture_output=True, env=env, cwd=workdir, **run_as)
+    _setup([_pg_bin("initdb", bin_dir), "-D", datadir, "-U", "postgres", "--encoding=UTF8",
+            "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=trust"], env=env, cwd=workdir, **run_as)
     with open(os.path.join(datadir, "pg_hba.conf"), "w") as hba:
         hba.write("local all postgres trust\nlocal all all scram-sha-256\n"
                   "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
@@ -250,8 +256,7 @@ def local_postgres(bin_dir: str | None = None) -> Server:
                "-c synchronous_commit=off -c full_page_writes=off")
 
     def pg_ctl(*args):
-        subprocess.run([_pg_bin("pg_ctl", bin_dir), "-D", datadir, *args], check=True, capture_output=True,
-                       env=env, cwd=workdir, **run_as)
+        _setup([_pg_bin("pg_ctl", bin_dir), "-D", datadir, *args], env=env, cwd=workdir, **run_as)
 
     start = lambda: pg_ctl("-o", options, "-l", os.path.join(workdir, "server.log"), "-w", "start")  # noqa: E731
     stop = lambda: pg_ctl("-m", "fast", "-w", "stop")  # noqa: E731

@@ -26,6 +26,7 @@ import tempfile
 import time
 
 
+from .. import stamps
 from ..credentials import mysql_option_args, mysql_option_fd, private_directory
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
                       UnavailableError)
@@ -61,22 +62,28 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-SIDE_SUFFIX = r"__dbpipe_{role}_(\d{{14}})_[0-9a-f]{{4}}"
-SIDE_SUFFIX_LENGTH = 32          # len("__dbpipe_new_") + 14 digits + "_" + 4 hex
+SIDE_SUFFIX_LENGTH = 34          # len("__dbpipe_new_") + len(stamps.for_name()) + "_" + 4 hex
+OLD_SIDE_SUFFIX_LENGTH = 32      # names of versions before stamps.py: 14 digits of local time
 SCRATCH = re.compile(r"^dbpipe_verify_[0-9a-f]{8}$")
 
 
 def side_name(database: str, role: str) -> str:
-    """A database name beside `database` for staging ('new') or keeping ('old') data."""
-    suffix = f"__dbpipe_{role}_{time.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(2)}"
+    """A database name beside `database` for staging ('new') or keeping ('old')
+    data.  The 4 hex digits are the second's fraction in 1/65536ths: names
+    made within one second still sort by age."""
+    now = time.time()
+    suffix = f"__dbpipe_{role}_{stamps.for_name(now)}_{int(now % 1 * 65536):04x}"
     return database[: MAX_NAME - len(suffix)] + suffix
 
 
 def side_names(database: str, role: str) -> tuple[re.Pattern, str]:
-    """(regex, LIKE pattern) of the side databases side_name makes for database."""
-    prefix = database[: MAX_NAME - SIDE_SUFFIX_LENGTH]
-    regex = re.compile("^" + re.escape(prefix) + SIDE_SUFFIX.format(role=role) + "$")
-    return regex, _like_literal(prefix) + _like_literal(f"__dbpipe_{role}_") + "%"
+    """(regex, LIKE pattern) of the side databases side_name makes for
+    database - and older versions made, whose shorter suffix cut a long
+    database name later.  The regex's groups: stamp, hex digits."""
+    prefixes = sorted({database[: MAX_NAME - length] for length in (SIDE_SUFFIX_LENGTH, OLD_SIDE_SUFFIX_LENGTH)})
+    either = "|".join(re.escape(prefix) for prefix in prefixes)
+    regex = re.compile(f"^(?:{either})__dbpipe_{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{4}})$")
+    return regex, _like_literal(prefixes[0]) + "%" + _like_literal(f"__dbpipe_{role}_") + "%"
 
 
 def _like_literal(text: str) -> str:
@@ -277,17 +284,17 @@ class MysqlEngine(Engine):
                             "FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t "
                             "ON t.TABLE_SCHEMA = s.SCHEMA_NAME WHERE s.SCHEMA_NAME LIKE %s "
                             "GROUP BY s.SCHEMA_NAME", (like,))
-        copies = [KeptCopy(f"database {name}", int(size), regex.match(name).group(1))
-                  for name, size in rows if regex.match(name)]
+        copies = [KeptCopy(f"database {name}", int(size), stamps.order_key(found.group(1)) + found.group(2))
+                  for name, size in rows if (found := regex.match(name))]
         directory = options.temp_dir or tempfile.gettempdir()
         prefix = re.escape(f"dbpipe-{target.database}-previous-")
-        files = re.compile("^" + prefix + r"(\d{8})T(\d{6})\.sql$")
+        files = re.compile("^" + prefix + stamps.NAME_PATTERN + r"\.sql$")
         with contextlib.suppress(OSError):
             for name in os.listdir(directory):
                 found = files.match(name)
                 if found:
                     path = os.path.join(directory, name)
-                    copies.append(KeptCopy(path, os.path.getsize(path), found.group(1) + found.group(2)))
+                    copies.append(KeptCopy(path, os.path.getsize(path), stamps.order_key(found.group(1))))
         return copies
 
     def remove_kept_copy(self, target: Target, copy: KeptCopy) -> None:
@@ -459,7 +466,7 @@ def _spool(pump: Pump, path: str) -> Trailer:
 
 def _keep_file(path: str, database: str, options: RestoreOptions) -> str:
     directory = options.temp_dir or tempfile.gettempdir()
-    kept = os.path.join(directory, f"dbpipe-{database}-previous-{time.strftime('%Y%m%dT%H%M%S')}.sql")
+    kept = os.path.join(directory, f"dbpipe-{database}-previous-{stamps.for_name()}.sql")
     shutil.copyfile(path, kept)
     os.chmod(kept, 0o600)
     return kept

@@ -13,9 +13,9 @@ import os
 import re
 import sqlite3
 import tempfile
-import time
 import urllib.parse
 
+from .. import stamps
 from ..credentials import private_directory
 from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
 from ..files import fsync_directory
@@ -100,7 +100,7 @@ class SqliteEngine(Engine):
     def _keep_previous(self, path: str, owner: RunAs | None) -> str:
         """A consistent copy of the current database (WAL content included),
         never over an earlier restore's copy (two restores in one second)."""
-        kept = stamped = f"{path}{KEPT}{time.strftime('%Y%m%dT%H%M%S')}"
+        kept = stamped = f"{path}{KEPT}{stamps.for_name()}"
         for number in range(2, 1000):
             if not os.path.lexists(kept):
                 break
@@ -122,13 +122,13 @@ class SqliteEngine(Engine):
     # --- what restores keep ------------------------------------------------
     def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
         directory, base = os.path.split(target.database)
-        pattern = re.compile("^" + re.escape(f"{base}{KEPT}") + r"(\d{8})T(\d{6})(?:-(\d+))?$")
+        pattern = re.compile("^" + re.escape(f"{base}{KEPT}") + stamps.NAME_PATTERN + r"(?:-(\d+))?$")
         copies = []
         for name in os.listdir(directory):
             found = pattern.match(name)
             if found:
                 path = os.path.join(directory, name)
-                stamp = found.group(1) + found.group(2) + f"{int(found.group(3) or 1):04d}"
+                stamp = stamps.order_key(found.group(1)) + f"{int(found.group(2) or 1):04d}"
                 copies.append(KeptCopy(path, os.path.getsize(path), stamp))
         return copies
 

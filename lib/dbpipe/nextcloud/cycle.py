@@ -19,6 +19,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from .. import stamps
 from ..engines.base import LiveChange
 from ..errors import DbpipeError, TempFailure, UsageError
 from ..log import log
@@ -29,7 +30,7 @@ from .maintenance import DEFAULT_SETTLE, DEFAULT_WAIT, Maintenance
 from .occ import DEFAULT_TIMEOUT, Occ
 from .report import StepReport
 from ..services import ServiceManager
-from .state import DEFAULT_STATE_DIR, HookState, StateStore, now
+from .state import DEFAULT_STATE_DIR, HookState, StateStore
 
 RESTORE_COMMAND = "nextcloud-after-restore"
 
@@ -109,7 +110,7 @@ class Hook:
                                   f"nextcloud-after-backup {self.installation.root} first")
             self.report.step(f"keeping an unfinished record: {state.describe()}")
             return state
-        state = HookState(self.installation.root, method, hook=self.name, since=now())
+        state = HookState(self.installation.root, method, hook=self.name, since=stamps.record())
         if method == "maintenance":
             state.maintenance_before = self.previous_maintenance() if previous is None else previous
         else:

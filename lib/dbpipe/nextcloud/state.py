@@ -14,7 +14,6 @@ finishing the restore may end maintenance mode, whatever dies in between.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -47,10 +46,6 @@ class HookState:
         if self.method == "service":
             return f"stopped service(s) {', '.join(self.services) or 'none'} {by}"
         return f"maintenance mode (was {'on' if self.maintenance_before else 'off'} before) {by}"
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StateStore:

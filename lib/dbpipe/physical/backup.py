@@ -8,7 +8,6 @@ never breaks the chain; the next incremental simply builds on the same base.
 
 from __future__ import annotations
 
-import datetime
 import os
 import secrets
 import socket
@@ -16,8 +15,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from .. import stamps
 from ..credentials import private_directory
-from ..dump import utc_now
 from ..engines.mysql import MysqlEngine
 from ..errors import DataError, NoInputError
 from ..files import sync_if_file
@@ -108,7 +107,7 @@ def _stream(target: Target, out_fd: int, request: BackupRequest, facts: ServerFa
     since = f" relative to {base.describe()}" if base else ""
     log.info("%s backup of %s (%s, LSN %s)%s", level, facts.identity.datadir,
              facts.identity.version, facts.lsn, since)
-    started, created = time.monotonic(), utc_now()
+    started, created = time.monotonic(), stamps.record()
     with private_directory(request.temp_dir, prefix="dbpipe-mb-") as work:
         lsndir = os.path.join(work, "lsn")
         with request.tools.backup_command(target, os.path.join(work, "target"), lsndir,
@@ -146,7 +145,7 @@ def _piece(level: str, base: Piece | None, last: Piece | None, lsndir: str,
     return Piece(
         level=level, chain_id=chain_id, piece_id=secrets.token_hex(8),
         sequence=last.sequence + 1 if last else 0, from_lsn=from_lsn, to_lsn=to_lsn,
-        server_version=facts.identity.version, created=created, finished=utc_now(),
+        server_version=facts.identity.version, created=created, finished=stamps.record(),
         parent_id=base.piece_id if base else "", parent_sequence=base.sequence if base else -1,
         parent_job=base.job_id if base else "", job_id=job.job_id if job.job_id.isdigit() else "",
         hostname=socket.gethostname(), tool_version=info.get("tool_version", ""),
@@ -161,8 +160,7 @@ def _advanced(state: ChainState | None, piece: Piece, facts: ServerFacts) -> Cha
 
 def new_chain_id() -> str:
     """Starts with the full backup's time, so chains sort chronologically."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(4)}"
+    return f"{stamps.for_name()}-{secrets.token_hex(4)}"
 
 
 def forget_job(state_dir: str, job_id: str) -> bool:
@@ -181,7 +179,7 @@ def forget_job(state_dir: str, job_id: str) -> bool:
             log.info("job %s is not the last backup of the chain: nothing to forget", job_id)
             return False
         if len(state.pieces) == 1:
-            directory.retire(f"its full backup, job {job_id}, failed", utc_now().replace(":", ""))
+            directory.retire(f"its full backup, job {job_id}, failed")
         else:
             forgotten = state.pieces.pop()
             directory.save(state)

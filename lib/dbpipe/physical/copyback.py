@@ -24,9 +24,9 @@ import pwd
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 
+from .. import stamps
 from ..engines import LiveChange
 from ..errors import Cancelled, DbpipeError, UnavailableError, UsageError
 from ..leftovers import KeptCopy, directory_size, keep_newest
@@ -75,7 +75,7 @@ def copy_back(request: CopyBackRequest) -> str | None:
     with _nextcloud_closed(request) as live:
         kept = _swap(request, datadir, _owner(datadir), live)
     if request.state_dir:
-        StateDir(request.state_dir).retire("the server was restored", _stamp())
+        StateDir(request.state_dir).retire("the server was restored")
     keep_newest(_kept_directories(datadir), request.keep_old_copies,
                 lambda copy: shutil.rmtree(copy.name), "earlier data directory")
     log.info("restore complete: %s; the previous data directory is kept in %s (remove it when "
@@ -114,7 +114,7 @@ def _swap(request: CopyBackRequest, datadir: str, owner: Owner, live: LiveChange
     except BaseException:
         live.reverted()  # _stop started the server again; no file was touched
         raise
-    stamp = _stamp()
+    stamp = stamps.for_name()
     kept = f"{datadir}.dbpipe-old-{stamp}" if os.path.lexists(datadir) else None
     try:
         if kept:
@@ -217,15 +217,11 @@ def _nextcloud_closed(request: CopyBackRequest):
 def _kept_directories(datadir: str) -> list[KeptCopy]:
     """<datadir>.dbpipe-old-<stamp> and .dbpipe-failed-<stamp> beside datadir."""
     parent, base = os.path.split(datadir)
-    pattern = re.compile("^" + re.escape(base) + r"\.dbpipe-(?:old|failed)-(\d{8})-(\d{6})$")
+    pattern = re.compile("^" + re.escape(base) + r"\.dbpipe-(?:old|failed)-" + stamps.NAME_PATTERN + "$")
     copies = []
     for name in os.listdir(parent):
         found = pattern.match(name)
         path = os.path.join(parent, name)
         if found and os.path.isdir(path) and not os.path.islink(path):
-            copies.append(KeptCopy(path, directory_size(path), found.group(1) + found.group(2)))
+            copies.append(KeptCopy(path, directory_size(path), stamps.order_key(found.group(1))))
     return copies
-
-
-def _stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")

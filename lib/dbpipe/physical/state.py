@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .. import stamps
 from ..files import atomic_write, exclusive_lock, fsync_directory
 from ..log import log
 from .piece import Piece
@@ -91,11 +92,11 @@ class StateDir:
         with atomic_write(self.file) as handle:
             handle.write(state.to_json().encode())
 
-    def retire(self, reason: str, stamp: str) -> str | None:
+    def retire(self, reason: str) -> str | None:
         """Move the state aside so that the next backup is a full one."""
         if not os.path.exists(self.file):
             return None
-        kept = f"{self.file}.retired-{stamp}"
+        kept = f"{self.file}.retired-{stamps.for_name()}"
         os.replace(self.file, kept)
         fsync_directory(self.path)
         log.info("chain state retired to %s (%s): the next backup will be a full one", kept, reason)

@@ -7,11 +7,11 @@ it - and removes only what the record names and the filesystem confirms.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from .. import stamps
 from ..errors import CantCreateError, ConfigError
 from ..files import atomic_write
 
@@ -45,8 +45,7 @@ class SnapshotRecord:
 
     @classmethod
     def new(cls, view: str, stream: str) -> "SnapshotRecord":
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return cls(view, stream=stream, created=stamp)
+        return cls(view, stream=stream, created=stamps.record())
 
     def empty(self) -> bool:
         return not (self.snapshots or self.binds or self.stream)

@@ -16,10 +16,10 @@ take() runs inside the window; mount() and teardown() outside it.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 from dataclasses import dataclass
 
+from .. import stamps
 from ..errors import CantCreateError, ConfigError, DbpipeError
 from . import PROVIDERS, SNAPSHOT_DIR, mounts, provider_for
 from .provider import Volume
@@ -107,7 +107,7 @@ def prepare(plan_: Plan, record: SnapshotRecord, store: RecordStore) -> None:
     source's id - so even a snapshot whose own id never got recorded is
     recognised as ours (its parent is that source, it is read-only, it is
     where we said)."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = stamps.for_name()
     for index, volume in enumerate(plan_.volumes):
         _make_private_directory(volume.home)
         destination = _free_name(os.path.join(volume.home, f"{index}-{stamp}"))
