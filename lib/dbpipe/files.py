@@ -20,6 +20,10 @@ from collections.abc import Iterator
 from .errors import CantCreateError, NoInputError, TempFailure
 from .leftovers import owned_pattern, owner_tag, sweep
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .process import RunAs
+
 STATE_ROOT_ENV = "DBPIPE_STATE_DIR"
 DEFAULT_STATE_ROOT = "/var/lib/dbpipe"
 
@@ -46,21 +50,29 @@ def open_input(path: str):
 
 
 @contextlib.contextmanager
-def temporary_beside(directory: str, prefix: str) -> Iterator[tuple[object, str]]:
-    """(binary handle, path) of a new 0600 file in directory, removed on exit
-    unless the caller moved it away."""
+def temporary_beside(directory: str, prefix: str, mode: int = 0o600, owner: RunAs | None = None,
+                     side_suffixes: tuple[str, ...] = ()) -> Iterator[tuple[object, str]]:
+    """(binary handle, path) of a new file in directory - the directory of its
+    final name, so that publishing it is one atomic rename.  It is removed on
+    exit unless the caller moved it away, with the side files a program made
+    beside it (SQLite's -wal, say); a killed run's leftovers go at the next
+    run (leftovers.sweep)."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        sweep(directory, owned_pattern(prefix), "unfinished file")
+        sweep(directory, owned_pattern(prefix), "unfinished file", side_suffixes)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=prefix + owner_tag())
     except OSError as exc:
         raise CantCreateError(f"cannot create a file in {directory}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w+b", buffering=0) as handle:
+            os.fchmod(fd, mode)
+            if owner:
+                os.fchown(fd, owner.uid, owner.gid)
             yield handle, temporary
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        for leftover in [temporary] + [temporary + suffix for suffix in side_suffixes]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
 
 
 @contextlib.contextmanager

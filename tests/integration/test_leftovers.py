@@ -19,7 +19,7 @@ from .kit import (LOADERS, LeftoverWatch, assert_failed, finish, prepare, read_a
                   wait_for_child)
 from .test_roundtrip import content
 
-REMOVED = re.compile(r"removed (the staging database|temporary directory|unfinished database file|"
+REMOVED = re.compile(r"removed (the staging database|temporary directory|"
                      r"unfinished file) ([^\s,]+)")
 
 
@@ -98,7 +98,7 @@ def test_killed_sqlite_restore_leaves_a_new_file_the_next_restore_removes(tmp_pa
     result = dbpipe("dbpipe-restore", *db.args(), stdin=db.stream, env=env)
 
     assert result.returncode == 0, result.stderr.decode()
-    assert removed(result.stderr.decode()) == [("unfinished database file", os.path.join(directory, left))]
+    assert removed(result.stderr.decode()) == [("unfinished file", os.path.join(directory, left))]
     assert new_files() == [] and content(db.db) == before
 
 

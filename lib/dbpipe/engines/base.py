@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from ..errors import DataError, DbpipeError, UnavailableError
+from ..credentials import private_directory
+from ..errors import CantCreateError, DataError, DbpipeError, UnavailableError
 from ..leftovers import KeptCopy
 from ..log import log
 from ..process import Child, RunAs
@@ -179,6 +181,25 @@ def finish_load(child: Child, pump: Pump) -> None:
     code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"the dump could not be loaded: {child.failure(code)}")
+
+
+@contextlib.contextmanager
+def spooled(pump: Pump, base: str | None = None) -> Iterator[tuple[str, Trailer]]:
+    """(path, trailer) of the whole stream in a 0600 file in a private
+    directory, yielded only once the trailer is verified: for loads that
+    cannot be undone, so they must not begin on a stream that may be cut
+    short.  The directory, and anything else the caller puts in it, goes on
+    exit."""
+    with private_directory(base) as directory:
+        path = os.path.join(directory, "stream.sql")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            trailer = pump.run(lambda data: write_all(fd, data))
+        finally:
+            os.close(fd)
+        if pump.sink_error is not None:
+            raise CantCreateError(f"cannot spool the stream to {path}: {pump.sink_error.strerror}")
+        yield path, trailer
 
 
 def check_engine(name: str, pump: Pump) -> None:

@@ -27,17 +27,17 @@ import time
 
 
 from .. import stamps
-from ..credentials import mysql_option_args, mysql_option_fd, private_directory
+from ..credentials import mysql_option_args, mysql_option_fd
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
                       UnavailableError)
 from ..leftovers import KeptCopy
 from ..log import log
 from ..process import Child, find_tool
-from ..stream import Trailer, write_all
+from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
 from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
-                   feed_child, finish_load, loader)
+                   feed_child, finish_load, loader, spooled)
 
 DUMP_COMPLETE = b"\n-- Dump completed"
 # mariadb-dump writes its header, *then* runs START TRANSACTION WITH CONSISTENT
@@ -210,10 +210,8 @@ class MysqlEngine(Engine):
                  reason: str) -> RestoreResult:
         """Verify a spooled copy, keep a safety dump, then drop and reload in place."""
         log.info("restore mode: replace (%s); nothing changes until the stream is verified", reason)
-        with private_directory(options.temp_dir) as directory:
-            spool = os.path.join(directory, "stream.sql")
-            _spool(pump, spool)
-            safety = os.path.join(directory, "previous.sql")
+        with spooled(pump, options.temp_dir) as (spool, _):
+            safety = os.path.join(os.path.dirname(spool), "previous.sql")
             if _database_exists(conn, target.database):
                 _require_recreatable(conn, target.database)
                 self._dump_to_file(target, safety)
@@ -251,9 +249,7 @@ class MysqlEngine(Engine):
 
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         check_engine(self.name, pump)
-        with private_directory() as directory:
-            spool = os.path.join(directory, "stream.sql")
-            trailer = _spool(pump, spool)
+        with spooled(pump) as (spool, trailer):
             log.info("stream verified; loading all databases (not atomic across databases)")
             self._load_file(target, spool, None)
         return trailer
@@ -450,18 +446,6 @@ def _require_recreatable(conn, schema: str) -> None:
             f"--mode replace could not put back {names}: defined by another account, and this one "
             "lacks the SUPER or SET USER privilege; nothing was changed (use an account that may "
             "create databases, or recreate these objects as this account)")
-
-
-def _spool(pump: Pump, path: str) -> Trailer:
-    """Write the payload to a 0600 file; returns only once the trailer is verified."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        trailer = pump.run(lambda data: write_all(fd, data))
-        if pump.sink_error is not None:
-            raise CantCreateError(f"cannot spool the stream to {path}: {pump.sink_error.strerror}")
-    finally:
-        os.close(fd)
-    return trailer
 
 
 def _keep_file(path: str, database: str, options: RestoreOptions) -> str:

@@ -13,16 +13,16 @@ import contextlib
 import re
 import secrets
 
-from ..credentials import pgpass_environment, private_directory
+from ..credentials import pgpass_environment
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
                       UnavailableError)
 from ..log import log
 from ..process import Child, find_tool, run
-from ..stream import Trailer, write_all
+from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
 from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
-                   feed_child, finish_load, loader)
+                   feed_child, finish_load, loader, spooled)
 
 VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
@@ -290,10 +290,7 @@ class PgsqlEngine(Engine):
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         """pg_dumpall output: verified first, then loaded; it cannot be one transaction."""
         check_engine(self.name, pump)
-        with private_directory() as directory:
-            spool = f"{directory}/cluster.sql"
-            with open(spool, "wb") as handle:
-                trailer = pump.run(lambda data: write_all(handle.fileno(), data))
+        with spooled(pump) as (spool, trailer):
             argv = [_tool("psql"), "-X", "-q", *connection_args(target),
                     f"--dbname={conninfo(target.database or 'postgres')}", f"--file={spool}"]
             with pgpass_environment(target.password) as env:

@@ -12,14 +12,13 @@ import contextlib
 import os
 import re
 import sqlite3
-import tempfile
 import urllib.parse
 
 from .. import stamps
 from ..credentials import private_directory
-from ..errors import CantCreateError, DataError, NoInputError, PermissionDenied, UsageError
-from ..files import fsync_directory
-from ..leftovers import KeptCopy, owned_pattern, owner_tag, sweep
+from ..errors import DataError, NoInputError, PermissionDenied, UsageError
+from ..files import fsync_directory, temporary_beside
+from ..leftovers import KeptCopy
 from ..log import log
 from ..process import RunAs, find_tool, run
 from ..stream import Trailer
@@ -72,7 +71,8 @@ class SqliteEngine(Engine):
         exists = os.path.exists(path)
         owner = RunAs.owner_of(path if exists else directory)
         mode = os.stat(path).st_mode & 0o777 if exists else 0o640
-        with _new_file_beside(path, owner, mode) as new:
+        with temporary_beside(directory, f".{os.path.basename(path)}.dbpipe-new-", mode, owner,
+                              SIDE_FILES) as (_, new):
             self._load(new, pump, owner)
             journal = self._sql(path, "PRAGMA journal_mode", owner, readonly=True) if exists else ""
             self._check_and_prepare(new, journal, owner)
@@ -159,28 +159,6 @@ def _dot_command_quote(value: str) -> str:
     """An argument for a sqlite3 shell dot-command: in double quotes, where the
     shell resolves backslash escapes (single quotes have no escape at all)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@contextlib.contextmanager
-def _new_file_beside(path: str, owner: RunAs | None, mode: int):
-    """An empty file in the target's directory (same filesystem: rename is atomic)."""
-    directory, base = os.path.split(path)
-    prefix = f".{base}.dbpipe-new-"
-    sweep(directory, owned_pattern(prefix), "unfinished database file", SIDE_FILES)
-    try:
-        fd, new = tempfile.mkstemp(dir=directory, prefix=prefix + owner_tag())
-    except OSError as exc:
-        raise CantCreateError(f"cannot create a file in {directory}: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, mode)
-        if owner:
-            os.fchown(fd, owner.uid, owner.gid)
-        os.close(fd)
-        yield new
-    finally:
-        for leftover in [new] + [new + suffix for suffix in SIDE_FILES]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
 
 
 def _swap_in(new: str, path: str) -> None:
