@@ -8,9 +8,9 @@ import os
 
 from .. import cli
 from ..bareos import BareosJob
-from ..services import ServiceManager
+from ..services import Service, ServiceManager
 from ..target import Target
-from . import chain, copyback, prepare, service, state, store
+from . import chain, copyback, prepare, state, store
 from .tool import Tools
 
 SERVICE_TIMEOUT = 600  # a database server may take long to stop after a busy day
@@ -93,7 +93,7 @@ def _run_copy_back(args: argparse.Namespace) -> None:
     default_state = os.path.join(state.DEFAULT_STATE_ROOT, "default")
     request = copyback.CopyBackRequest(
         directory=args.directory, datadir=args.datadir,
-        service=service.Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
+        service=Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
         target=cli.target_from_args(args, all_databases=True, base=Target(type="mysql")),
         tools=Tools.resolve(args.mariabackup, args.mbstream, extract=False),
         start_timeout=args.start_timeout, nextcloud=args.nextcloud, php=args.php, settle=args.settle,
