@@ -221,18 +221,22 @@ def _elt(values, expr: str, sql_kind: str) -> str:
     return f"(ARRAY[{quoted}])[1 + ({expr}) % {len(values)}]"
 
 
-# --- MariaDB ---------------------------------------------------------------------------
-
-MARIADB_SCHEMA = """
-CREATE TABLE oc_filecache (
-  fileid BIGINT NOT NULL AUTO_INCREMENT, storage BIGINT NOT NULL DEFAULT 0,
+# Nextcloud's oc_filecache columns after the key and storage, the same in both engines' SQL
+FILECACHE_COLUMNS = """\
   path VARCHAR(4000) DEFAULT NULL, path_hash VARCHAR(32) NOT NULL DEFAULT '',
   parent BIGINT NOT NULL DEFAULT 0, name VARCHAR(250) DEFAULT NULL,
   mimetype BIGINT NOT NULL DEFAULT 0, mimepart BIGINT NOT NULL DEFAULT 0,
   size BIGINT NOT NULL DEFAULT 0, mtime BIGINT NOT NULL DEFAULT 0,
   storage_mtime BIGINT NOT NULL DEFAULT 0, encrypted INT NOT NULL DEFAULT 0,
   unencrypted_size BIGINT NOT NULL DEFAULT 0, etag VARCHAR(40) DEFAULT NULL,
-  permissions INT DEFAULT 0, checksum VARCHAR(255) DEFAULT NULL,
+  permissions INT DEFAULT 0, checksum VARCHAR(255) DEFAULT NULL"""
+
+# --- MariaDB ---------------------------------------------------------------------------
+
+MARIADB_SCHEMA = f"""
+CREATE TABLE oc_filecache (
+  fileid BIGINT NOT NULL AUTO_INCREMENT, storage BIGINT NOT NULL DEFAULT 0,
+{FILECACHE_COLUMNS},
   PRIMARY KEY (fileid),
   UNIQUE KEY fs_storage_path_hash (storage, path_hash),
   KEY fs_parent_name_hash (parent, name),
@@ -277,16 +281,10 @@ FROM (SELECT s.seq, {_M_UID} AS uid, CONCAT('BEGIN:VCARD\\r\\nVERSION:3.0\\r\\n'
 
 # --- PostgreSQL ------------------------------------------------------------------------
 
-PG_SCHEMA = """
+PG_SCHEMA = f"""
 CREATE TABLE oc_filecache (
   fileid BIGSERIAL PRIMARY KEY, storage BIGINT NOT NULL DEFAULT 0,
-  path VARCHAR(4000) DEFAULT NULL, path_hash VARCHAR(32) NOT NULL DEFAULT '',
-  parent BIGINT NOT NULL DEFAULT 0, name VARCHAR(250) DEFAULT NULL,
-  mimetype BIGINT NOT NULL DEFAULT 0, mimepart BIGINT NOT NULL DEFAULT 0,
-  size BIGINT NOT NULL DEFAULT 0, mtime BIGINT NOT NULL DEFAULT 0,
-  storage_mtime BIGINT NOT NULL DEFAULT 0, encrypted INT NOT NULL DEFAULT 0,
-  unencrypted_size BIGINT NOT NULL DEFAULT 0, etag VARCHAR(40) DEFAULT NULL,
-  permissions INT DEFAULT 0, checksum VARCHAR(255) DEFAULT NULL);
+{FILECACHE_COLUMNS});
 CREATE UNIQUE INDEX fs_storage_path_hash ON oc_filecache (storage, path_hash);
 CREATE INDEX fs_parent_name_hash ON oc_filecache (parent, name);
 CREATE INDEX fs_storage_mimetype ON oc_filecache (storage, mimetype);

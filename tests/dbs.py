@@ -117,8 +117,8 @@ class MysqlDatabase(ServerDatabase):
         s = self.server
         argv = ["mariadb-dump", *s._mysql_conn(), "-u", s.admin_user, "--skip-dump-date",
                 "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", self.name]
-        env = {"PATH": BARE_PATH} | ({"MYSQL_PWD": s.admin_password} if s.admin_password else {})
-        return subprocess.run(argv, check=True, capture_output=True, env=env).stdout
+        return subprocess.run(argv, check=True, capture_output=True,
+                              env={"PATH": BARE_PATH, **s.password_env()}).stdout
 
     def count(self, table: str) -> int:
         return int(self.sql(f"SELECT COUNT(*) FROM `{table}`"))
@@ -158,8 +158,8 @@ class PgsqlDatabase(ServerDatabase):
         s = self.server
         argv = [s.tool("pg_dump"), "-h", s.socket or s.host, "-p", str(s.port), "-U", s.admin_user,
                 "--restrict-key=dbpipetest", self.name]
-        env = {"PATH": BARE_PATH} | ({"PGPASSWORD": s.admin_password} if s.admin_password else {})
-        return subprocess.run(argv, check=True, capture_output=True, env=env).stdout
+        return subprocess.run(argv, check=True, capture_output=True,
+                              env={"PATH": BARE_PATH, **s.password_env()}).stdout
 
     def count(self, table: str) -> int:
         return int(self.sql(f'SELECT count(*) FROM "{table}"'))

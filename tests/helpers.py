@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from .servers import BARE_PATH
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
-BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def bareos_env(**extra: str) -> dict:

@@ -103,16 +103,20 @@ class Server:
             argv = ["mariadb", "--batch", "--skip-column-names", "--default-character-set=utf8mb4",
                     *self._mysql_conn(), "-u", self.admin_user]
             argv += [f"--database={database}"] if database else []
-            env = {"MYSQL_PWD": self.admin_password} if self.admin_password else {}
         else:
             argv = [self.tool("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", *self._pg_conn(),
                     "-U", self.admin_user, "-d", database or "postgres"]
-            env = {"PGPASSWORD": self.admin_password} if self.admin_password else {}
         result = subprocess.run(argv, input=statement, text=True, capture_output=True,
-                                env={"PATH": BARE_PATH, "LC_ALL": "C.UTF-8", **env})
+                                env={"PATH": BARE_PATH, "LC_ALL": "C.UTF-8", **self.password_env()})
         if check and result.returncode != 0:
             raise RuntimeError(f"{self.label}: {statement[:200]!r} failed: {result.stderr[-800:]}")
         return result.stdout.strip()
+
+    def password_env(self) -> dict:
+        """The admin password where the stock clients (mariadb*, psql, pg_dump) read it."""
+        if not self.admin_password:
+            return {}
+        return {"MYSQL_PWD" if self.kind == "mysql" else "PGPASSWORD": self.admin_password}
 
     def _mysql_conn(self) -> list[str]:
         if self.socket:

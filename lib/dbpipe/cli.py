@@ -71,12 +71,31 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def add_keep_old_copies(parser: argparse.ArgumentParser, what: str = "replaced data") -> None:
     """--keep-old-copies N, shared by everything that keeps what it replaced."""
     parser.add_argument("--keep-old-copies", type=_count, metavar="N",
                         help=f"after a successful restore keep only the newest N copies of {what}, "
                              "earlier restores' included (0: none); every kept copy is listed with "
                              "its size (default: keep all)")
+
+
+def add_service_manager(parser) -> None:
+    """--service-manager PATH, shared by everything that stops and starts a
+    service (services.ServiceManager.detect takes it)."""
+    parser.add_argument("--service-manager", metavar="PATH",
+                        help="program run as 'PATH stop|start|is-active NAME', or one named service "
+                             "the service(8) way (default: systemctl under systemd, else service)")
 
 
 def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: bool = False,

@@ -27,22 +27,6 @@ class ExitCode(enum.IntEnum):
     # 128 + N: stopped by signal N (SIGINT 130, SIGTERM 143), e.g. a cancelled job
 
 
-EXIT_CODE_TABLE = [
-    (ExitCode.OK, "success"),
-    (ExitCode.USAGE, "usage error: bad or conflicting options"),
-    (ExitCode.DATAERR, "bad stream: missing/malformed trailer, wrong length or SHA-256, "
-                       "wrong engine, or the dump could not be loaded"),
-    (ExitCode.NOINPUT, "no input: empty stdin, missing file, database or installation"),
-    (ExitCode.UNAVAILABLE, "database server or tool unavailable, or the dump tool failed"),
-    (ExitCode.SOFTWARE, "internal error"),
-    (ExitCode.CANTCREAT, "cannot create the output file or staging database"),
-    (ExitCode.IOERR, "I/O error, e.g. the reader's stdout was closed early"),
-    (ExitCode.TEMPFAIL, "temporary failure: another job holds the lock"),
-    (ExitCode.NOPERM, "permission or authentication denied"),
-    (ExitCode.CONFIG, "configuration error"),
-]
-
-
 class DbpipeError(Exception):
     """A failure with a one-line message and the exit code it maps to."""
 

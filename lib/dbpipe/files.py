@@ -16,9 +16,15 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from .errors import CantCreateError, NoInputError, TempFailure
+from .errors import CantCreateError, IOFailure, NoInputError, TempFailure
 from .leftovers import owned_pattern, owner_tag, sweep
+from .stream import write_all
+
+if TYPE_CHECKING:
+    from .stream import Trailer
+    from .transfer import Pump
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,6 +97,21 @@ def atomic_write(path: str, overwrite: bool = True) -> Iterator[object]:
         except OSError as exc:
             raise CantCreateError(f"cannot write {path}: {exc.strerror}") from None
         publish(temporary, path, overwrite)
+
+
+def write_received(pump: Pump, handle, what: str) -> Trailer:
+    """Write the stream on pump to handle as received, trailer included, and
+    return the verified trailer.
+
+    The trailer stays in the file so dbpipe-verify or a later restore can check
+    it again.  The whole input is read even when a write fails (disk full): the
+    failure is IOFailure (exit 74) naming `what`, and a bad stream is the
+    pump's DataError - either way the caller's temporary file is dropped."""
+    trailer = pump.run(lambda data: write_all(handle.fileno(), data))
+    if pump.sink_error is not None:
+        raise IOFailure(f"cannot write {what}: {pump.sink_error.strerror}")
+    write_all(handle.fileno(), pump.verifier.trailer_bytes)
+    return trailer
 
 
 def publish(temporary: str, path: str, overwrite: bool) -> None:

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 
 from .engines import Engine, RestoreOptions, get_engine
-from .errors import DataError, DbpipeError, IOFailure
-from .files import atomic_write
+from .errors import DataError, DbpipeError
+from .files import atomic_write, write_received
 from .bareos import BareosJob
 from .leftovers import keep_newest
 from .log import human_bytes, log
-from .stream import Header, Trailer, write_all
+from .stream import Header, Trailer
 from .target import Target
 from .transfer import Pump
 
@@ -93,10 +93,7 @@ def write_file(pump: Pump, destination: FileDestination) -> Trailer:
     """Store the verified stream as a 0600 file, atomically, never half-written."""
     path = destination.resolve(pump.header())
     with atomic_write(path, destination.overwrite) as handle:
-        trailer = pump.run(lambda data: write_all(handle.fileno(), data))
-        if pump.sink_error is not None:
-            raise IOFailure(f"cannot write {path}: {pump.sink_error.strerror}")
-        write_all(handle.fileno(), pump.verifier.trailer_bytes)
+        trailer = write_received(pump, handle, path)
     log.info("verified stream written to %s (%s, sha256 %s)", path, human_bytes(trailer.bytes),
              trailer.sha256)
     return trailer

@@ -1,5 +1,6 @@
 """Stopping and starting system services: the web server for the Nextcloud
-hooks' method 4.1, the database server around a mariabackup copy-back.
+hooks' method 4.1, the database server around a mariabackup copy-back
+(physical/server_checks.py watches it stop and answer again).
 
 systemctl when systemd runs, else service(8).  --service-manager names any
 program that answers like systemctl: `PROGRAM stop|start|is-active NAME`,
@@ -60,3 +61,17 @@ class ServiceManager:
         if result.code != 0:
             message = result.last_error_line() or f"exit {result.code}"
             raise UnavailableError(f"cannot {action} service {name}: {message}")
+
+
+@dataclass(frozen=True)
+class Service:
+    """One named service under its manager (the database server of a copy-back)."""
+
+    name: str
+    manager: ServiceManager
+
+    def stop(self) -> None:
+        self.manager.stop(self.name)
+
+    def start(self) -> None:
+        self.manager.start(self.name)

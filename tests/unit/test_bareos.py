@@ -1,17 +1,20 @@
 """Bareos integration pieces that need no daemon: where a restore goes
 (%w / $BareosWhere, %r / $BareosReplace), how Bareos splits a plugin string
-into argv, the job tag in log lines, and the exit code table."""
+into argv, the job tag in log lines, and the exit codes as docs/exit-codes.md
+lists them."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from dbpipe.errors import EXIT_CODE_TABLE, Cancelled, ExitCode
+from dbpipe.errors import Cancelled, ExitCode
 from dbpipe.bareos import BareosJob
 from dbpipe.restore import FileDestination, bareos_destination
 from dbpipe.stream import Header
 
-from ..helpers import bareos_argv
+from ..helpers import ROOT, bareos_argv
 
 NO_ENV = BareosJob()
 
@@ -98,7 +101,10 @@ def test_exit_codes_are_sysexits_below_200_and_documented():
         ExitCode.OK: 0, ExitCode.USAGE: 64, ExitCode.DATAERR: 65, ExitCode.NOINPUT: 66,
         ExitCode.UNAVAILABLE: 69, ExitCode.SOFTWARE: 70, ExitCode.CANTCREAT: 73, ExitCode.IOERR: 74,
         ExitCode.TEMPFAIL: 75, ExitCode.NOPERM: 77, ExitCode.CONFIG: 78}
-    assert [code for code, _ in EXIT_CODE_TABLE] == list(ExitCode)
+    table = (ROOT / "docs" / "exit-codes.md").read_text().split("| Code |", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| (\d+) \| ([\d–]+) \|", table, re.MULTILINE)
+    assert [int(code) for code, _ in documented] == list(ExitCode)
+    assert all(shown == (str(0x10000000 | int(code)) if int(code) else "–") for code, shown in documented)
     assert Cancelled(15).code == 143 and Cancelled(2).code == 130 and Cancelled(1).code == 129
     assert str(Cancelled(15)) == "cancelled by SIGTERM"
 

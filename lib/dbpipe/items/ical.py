@@ -28,11 +28,7 @@ class Component:
         return b"".join(self.lines)
 
     def property_value(self, name: bytes) -> bytes:
-        for line in logical_lines(self.lines):
-            key = re.split(rb"[;:]", line, maxsplit=1)[0].strip().upper()
-            if key == name:
-                return line.split(b":", 1)[1].rstrip(b"\r\n") if b":" in line else b""
-        return b""
+        return property_value(self.data, name)
 
 
 @dataclass
@@ -52,6 +48,36 @@ def _keyword(line: bytes) -> tuple[bytes, bytes]:
     if head in (b"BEGIN", b"END"):
         return head, rest.strip().upper()
     return b"", b""
+
+
+# name, parameters (a quoted parameter value may hold ":" or ";"), value
+CONTENT_LINE = re.compile(rb'([^;:]*)((?:;(?:[^";:]|"[^"]*")*)*):(.*)', re.DOTALL)
+
+
+def property_name(line: bytes) -> bytes:
+    """The upper-case name of a content line: what stands before its
+    parameters (;) and its value (:)."""
+    return re.split(rb"[;:]", line, maxsplit=1)[0].strip().upper()
+
+
+def unfold(line: bytes) -> bytes:
+    """A logical line without its folds (a line break followed by one space or
+    tab, RFC 5545 3.1) and without its line ending."""
+    return re.sub(rb"\r?\n[ \t]", b"", line).rstrip(b"\r\n")
+
+
+def property_value(data: bytes, name: bytes) -> bytes:
+    """The raw (still escaped) value of the first property called name in data,
+    whatever its case and parameters; b"" when there is none.
+
+    The first in the whole text, nested components included: a stored
+    object's UID is the one of its first component, as Nextcloud reads it."""
+    wanted = name.upper()
+    for line in logical_lines(data.splitlines(keepends=True)):
+        found = CONTENT_LINE.match(unfold(line))
+        if found and found.group(1).strip().upper() == wanted:
+            return found.group(3)
+    return b""
 
 
 def logical_lines(lines) -> list[bytes]:
@@ -131,7 +157,7 @@ class CalendarMerger:
         if calendar is None:
             return False
         for line in calendar.properties:
-            if line.split(b":", 1)[0].strip().upper() == b"CALSCALE" and self.calscale is None:
+            if property_name(line) == b"CALSCALE" and self.calscale is None:
                 self.calscale = line if line.endswith(b"\n") else line + CRLF
         for component in calendar.components:
             if component.name == b"VTIMEZONE":
@@ -178,10 +204,5 @@ def unescape_text(value: bytes) -> str:
 
 def title(data: bytes, kind_is_card: bool) -> str:
     """SUMMARY of the first event/to-do, or FN of a vCard, for listings."""
-    name = b"FN" if kind_is_card else b"SUMMARY"
-    for line in logical_lines(data.splitlines(keepends=True)):
-        unfolded = re.sub(rb"\r?\n[ \t]", b"", line).rstrip(b"\r\n")
-        key = re.split(rb"[;:]", unfolded, maxsplit=1)[0].strip().upper()
-        if key == name and b":" in unfolded:
-            return unescape_text(unfolded.split(b":", 1)[1]).replace("\n", " ")
-    return ""
+    value = property_value(data, b"FN" if kind_is_card else b"SUMMARY")
+    return unescape_text(value).replace("\n", " ")

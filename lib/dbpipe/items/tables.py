@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError, NoInputError, UsageError
 from ..target import Target
+from .ical import property_value
 from .model import (ADDRESSBOOK, CALENDAR, PRINCIPAL_PREFIX, Collection, Item, principal,
                     trash_free_uri)
 
@@ -311,7 +312,7 @@ class DavTables:
     @staticmethod
     def _item(kind: str, owner: dict, row: dict) -> Item:
         placeholder = Collection(kind, int(owner["id"]), "", "")
-        uid = row["uid"] or property_value(row["data"], b"UID")
+        uid = row["uid"] or property_value(row["data"], b"UID").decode("utf-8", "replace").strip()
         if kind == ADDRESSBOOK:
             return Item(placeholder, row["uri"], row["uri"], uid, row["data"], "VCARD")
         deleted_at = _int_or_none(row["deleted_at"])
@@ -329,14 +330,6 @@ def _collection(kind: str, row: dict, items: list[Item]) -> Collection:
 
 def _int_or_none(value) -> int | None:
     return None if value is None else int(value)
-
-
-def property_value(data: bytes, name: bytes) -> str:
-    """The raw value of the first property called name (after unfolding)."""
-    unfolded = re.sub(rb"\r?\n[ \t]", b"", data)
-    found = re.search(rb"^" + re.escape(name) + rb"(?:;[^:\r\n]*)?:([^\r\n]*)", unfolded,
-                      re.MULTILINE | re.IGNORECASE)
-    return found.group(1).decode("utf-8", "replace").strip() if found else ""
 
 
 @contextlib.contextmanager

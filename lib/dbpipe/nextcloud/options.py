@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import cli
 from ..errors import UsageError
 from ..snapshot import DEFAULT_ROOT as DEFAULT_SNAPSHOT_ROOT
 from .cycle import HookOptions
@@ -13,38 +14,26 @@ from .occ import DEFAULT_TIMEOUT
 from .state import DEFAULT_STATE_DIR
 
 
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
-    return value
-
-
 def add_hook_options(parser: argparse.ArgumentParser, services: bool = True) -> None:
     parser.add_argument("directory", metavar="DIR", help="the Nextcloud installation (holds occ)")
     group = parser.add_argument_group("Nextcloud")
     group.add_argument("--php", metavar="PATH", help="PHP CLI to run occ with (default: php)")
     group.add_argument("--state-dir", metavar="DIR", default=DEFAULT_STATE_DIR,
                        help=f"where the record and lock live (default: {DEFAULT_STATE_DIR})")
-    group.add_argument("--settle", type=seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
+    group.add_argument("--settle", type=cli.seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
                        help="after maintenance is confirmed on (or services stopped), let running "
                             f"requests and cron jobs finish (default: {DEFAULT_SETTLE:g})")
-    group.add_argument("--wait-timeout", type=seconds, default=DEFAULT_WAIT, metavar="SECONDS",
+    group.add_argument("--wait-timeout", type=cli.seconds, default=DEFAULT_WAIT, metavar="SECONDS",
                        help=f"how long occ status may take to confirm (default: {DEFAULT_WAIT:g})")
-    group.add_argument("--command-timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    group.add_argument("--command-timeout", type=cli.seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                        help=f"limit for each occ or service call (default: {DEFAULT_TIMEOUT:g})")
-    group.add_argument("--timeout", type=seconds, default=0, metavar="SECONDS",
+    group.add_argument("--timeout", type=cli.seconds, default=0, metavar="SECONDS",
                        help="limit for the whole hook, then put back and fail (default: none)")
     if services:
         group.add_argument("--stop-service", dest="services", action="append", default=[],
                            metavar="NAME", help="stop (and later start) this service instead of "
                                                 "maintenance mode, e.g. apache2; repeatable")
-        group.add_argument("--service-manager", metavar="PATH",
-                           help="program run as 'PATH stop|start|is-active NAME' "
-                                "(default: systemctl under systemd, else service)")
+        cli.add_service_manager(group)
 
 
 def add_snapshot_options(parser: argparse.ArgumentParser, switch: str = "--snapshot",

@@ -10,6 +10,7 @@ and swaps it into the server's data directory without ever deleting the old one.
 Modules: ``piece`` (metadata and names), ``state`` (the reader's chain state),
 ``tool`` (mariabackup/mbstream command lines, server facts), ``backup`` (the
 reader), ``store`` (the writer), ``chain`` (order and validate), ``prepare``,
-``service`` (stop/start/ask the server), ``copyback`` (Nextcloud through
-nextcloud.cycle) and ``restore_options`` (dbpipe-mariabackup-restore's commands).
+``server_checks`` (is the server stopped, answering, whole; services.py stops
+and starts it), ``copyback`` (Nextcloud through nextcloud.cycle) and
+``restore_options`` (dbpipe-mariabackup-restore's commands).
 """

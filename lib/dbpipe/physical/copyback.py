@@ -32,10 +32,10 @@ from ..errors import Cancelled, DbpipeError, UnavailableError, UsageError
 from ..leftovers import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import Child
+from ..services import Service
 from ..target import Target
 from .prepare import PREPARED, read_record
-from .service import (Service, best_effort, check_databases, wait_until_answering,
-                      wait_until_stopped)
+from .server_checks import best_effort, check_databases, wait_until_answering, wait_until_stopped
 from .state import StateDir
 from .tool import Tools, completed_ok
 

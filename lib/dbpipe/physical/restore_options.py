@@ -8,9 +8,10 @@ import os
 
 from .. import cli
 from ..bareos import BareosJob
-from ..services import ServiceManager
+from ..nextcloud.maintenance import DEFAULT_SETTLE
+from ..services import Service, ServiceManager
 from ..target import Target
-from . import chain, copyback, prepare, service, state, store
+from . import chain, copyback, prepare, state, store
 from .tool import Tools
 
 SERVICE_TIMEOUT = 600  # a database server may take long to stop after a busy day
@@ -67,10 +68,8 @@ def _copy_back_parser(commands) -> None:
     sub.add_argument("directory", metavar="DIR")
     sub.add_argument("--datadir", required=True, metavar="D", help="the server's data directory")
     sub.add_argument("--service", default="mariadb", help="service to stop and start (default: mariadb)")
-    sub.add_argument("--service-manager", metavar="PATH",
-                     help="called as 'PATH stop|start NAME' (default: systemctl when systemd "
-                          "runs, else service)")
-    sub.add_argument("--start-timeout", type=float, default=300, metavar="SECONDS",
+    cli.add_service_manager(sub)
+    sub.add_argument("--start-timeout", type=cli.seconds, default=300, metavar="SECONDS",
                      help="how long the restarted server may take to answer (default: 300)")
     sub.add_argument("--nextcloud", metavar="NCDIR",
                      help="maintenance mode on during the swap, then a new data fingerprint, through "
@@ -79,8 +78,8 @@ def _copy_back_parser(commands) -> None:
     sub.add_argument("--nextcloud-state-dir", metavar="DIR",
                      help="--nextcloud's record and lock, as the hooks' --state-dir "
                           "(default: /var/lib/dbpipe)")
-    sub.add_argument("--settle", type=float, default=10, metavar="SECONDS",
-                     help="after maintenance on, wait for running requests (default: 10)")
+    sub.add_argument("--settle", type=cli.seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
+                     help=f"after maintenance on, wait for running requests (default: {DEFAULT_SETTLE:g})")
     sub.add_argument("--state-dir", metavar="DIR", help="chain state of dbpipe-mariabackup to retire "
                      f"(default: {state.DEFAULT_STATE_ROOT}/default if it exists)")
     cli.add_keep_old_copies(sub, "the data directory (DATADIR.dbpipe-old-*, .dbpipe-failed-*)")
@@ -93,7 +92,7 @@ def _run_copy_back(args: argparse.Namespace) -> None:
     default_state = os.path.join(state.DEFAULT_STATE_ROOT, "default")
     request = copyback.CopyBackRequest(
         directory=args.directory, datadir=args.datadir,
-        service=service.Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
+        service=Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
         target=cli.target_from_args(args, all_databases=True, base=Target(type="mysql")),
         tools=Tools.resolve(args.mariabackup, args.mbstream, extract=False),
         start_timeout=args.start_timeout, nextcloud=args.nextcloud, php=args.php, settle=args.settle,

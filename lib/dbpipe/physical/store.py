@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 
-from ..errors import CantCreateError, DataError, DbpipeError, IOFailure
-from ..files import fsync_directory, temporary_beside
+from ..errors import CantCreateError, DataError, DbpipeError
+from ..files import fsync_directory, temporary_beside, write_received
 from ..bareos import BareosJob
 from ..log import human_bytes, log
-from ..stream import write_all
 from ..transfer import Pump
 from .piece import Piece, StoredPiece, read_stored, stream_header
 
@@ -38,10 +37,7 @@ def store(in_fd: int, directory: str) -> StoredPiece:
 def _write(pump: Pump, directory: str) -> StoredPiece:
     """The name on disk comes from the trailer, so it is known only at the end."""
     with temporary_beside(directory, ".incoming-") as (handle, temporary):
-        trailer = pump.run(lambda data: write_all(handle.fileno(), data))
-        if pump.sink_error is not None:
-            raise IOFailure(f"cannot write in {directory}: {pump.sink_error.strerror}")
-        write_all(handle.fileno(), pump.verifier.trailer_bytes)
+        trailer = write_received(pump, handle, f"in {directory}")
         os.fsync(handle.fileno())
         piece = Piece.from_trailer(trailer, "stdin")
         path = os.path.join(directory, piece.file_name())

@@ -1,10 +1,10 @@
-"""Stopping, starting and questioning the database server around a copy-back.
+"""Questioning the database server around a copy-back.
 
-The service manager is a command called like systemctl (``MANAGER stop
-NAME``; a manager named ``service`` gets ``service NAME stop``), so any
-init system, or a test's own process manager, can stand in.  Whether the
-server really let go of its data directory is checked on the files
-themselves: a running server holds locks on ibdata1 and aria_log_control.
+Whether the server really let go of its data directory is checked on the
+files themselves: a running server holds locks on ibdata1 and
+aria_log_control.  After the swap, the started server must answer and open
+every table of every database the backup holds.  Stopping and starting it is
+services.py's; best_effort runs the rollback steps between.
 """
 
 from __future__ import annotations
@@ -13,32 +13,16 @@ import fcntl
 import os
 import re
 import time
-from dataclasses import dataclass
 
 import pymysql
 
 from ..engines.mysql import MysqlEngine, mysql_error, quote
 from ..errors import DataError, DbpipeError, UnavailableError
 from ..log import log
-from ..services import ServiceManager
 from ..target import Target
 
 LOCKED_FILES = ("ibdata1", "aria_log_control")
 SYSTEM_SCHEMAS = ("information_schema", "performance_schema", "sys")
-
-
-@dataclass(frozen=True)
-class Service:
-    """The database server's service, under whatever manages it."""
-
-    name: str
-    manager: ServiceManager
-
-    def stop(self) -> None:
-        self.manager.stop(self.name)
-
-    def start(self) -> None:
-        self.manager.start(self.name)
 
 
 def datadir_in_use(datadir: str) -> bool:
