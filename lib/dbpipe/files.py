@@ -99,18 +99,20 @@ def atomic_write(path: str, overwrite: bool = True) -> Iterator[object]:
         publish(temporary, path, overwrite)
 
 
-def write_received(pump: Pump, handle, what: str) -> Trailer:
-    """Write the stream on pump to handle as received, trailer included, and
-    return the verified trailer.
+def write_received(pump: Pump, handle, what: str, with_trailer: bool = True) -> Trailer:
+    """Write the stream on pump to handle as received and return the verified
+    trailer.
 
-    The trailer stays in the file so dbpipe-verify or a later restore can check
-    it again.  The whole input is read even when a write fails (disk full): the
-    failure is IOFailure (exit 74) naming `what`, and a bad stream is the
-    pump's DataError - either way the caller's temporary file is dropped."""
+    with_trailer keeps the trailer in the file, so dbpipe-verify or a later
+    restore can check it again; a spool fed to a client leaves it out.  The
+    whole input is read even when a write fails (disk full): the failure is
+    IOFailure (exit 74) naming `what`, and a bad stream is the pump's
+    DataError - either way the caller's temporary file is dropped."""
     trailer = pump.run(lambda data: write_all(handle.fileno(), data))
     if pump.sink_error is not None:
         raise IOFailure(f"cannot write {what}: {pump.sink_error.strerror}")
-    write_all(handle.fileno(), pump.verifier.trailer_bytes)
+    if with_trailer:
+        write_all(handle.fileno(), pump.verifier.trailer_bytes)
     return trailer
 
 

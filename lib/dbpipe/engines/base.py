@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 from ..credentials import private_directory
-from ..errors import CantCreateError, DataError, DbpipeError, UnavailableError
+from ..files import write_received
+from ..errors import DataError, DbpipeError, UnavailableError
 from ..leftovers import KeptCopy
 from ..log import log
 from ..process import Child, RunAs
@@ -192,13 +193,8 @@ def spooled(pump: Pump, base: str | None = None) -> Iterator[tuple[str, Trailer]
     exit."""
     with private_directory(base) as directory:
         path = os.path.join(directory, "stream.sql")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            trailer = pump.run(lambda data: write_all(fd, data))
-        finally:
-            os.close(fd)
-        if pump.sink_error is not None:
-            raise CantCreateError(f"cannot spool the stream to {path}: {pump.sink_error.strerror}")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb", buffering=0) as handle:
+            trailer = write_received(pump, handle, f"the spool {path}", with_trailer=False)
         yield path, trailer
 
 
