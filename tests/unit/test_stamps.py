@@ -36,7 +36,7 @@ def test_side_names_of_older_versions_are_still_recognised():
     new = side_name(long_name, "old")
     regex, like = side_names(long_name, "old")
     assert len(old) == len(new) == MAX_NAME
-    assert regex.match(old) and regex.match(new)
+    assert regex.match(old) and regex.match(new) and regex.match(new.lower())
     assert _like(like, old) and _like(like, new)
 
 

@@ -82,7 +82,8 @@ def side_names(database: str, role: str) -> tuple[re.Pattern, str]:
     database name later.  The regex's groups: stamp, hex digits."""
     prefixes = sorted({database[: MAX_NAME - length] for length in (SIDE_SUFFIX_LENGTH, OLD_SIDE_SUFFIX_LENGTH)})
     either = "|".join(re.escape(prefix) for prefix in prefixes)
-    regex = re.compile(f"^(?:{either})__dbpipe_{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{4}})$")
+    # any case: with lower_case_table_names=1 the server keeps the name lowercased
+    regex = re.compile(f"^(?:{either})__dbpipe_{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{4}})$", re.IGNORECASE)
     return regex, _like_literal(prefixes[0]) + "%" + _like_literal(f"__dbpipe_{role}_") + "%"
 
 
