@@ -7,6 +7,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,56 @@ def _large_pipe(fd: int) -> bool:
         return False  # not a pipe
 
 
-def chunks(fd: int, label: str):
+class Idle:
+    """Waiting for input with nobody else to watch: a blocking read does it."""
+
+    def readable(self) -> None:
+        pass
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+IDLE = Idle()
+
+
+class ReaderWatch(Idle):
+    """Waits for the dump tool's output while watching our own output for its
+    reader going away.
+
+    A cancelled Bareos job closes the pipe it reads us from.  A blocking read
+    from a stalled dump tool (mariadb-dump waiting for a table lock) would
+    notice that only at its next write, so the cancel would wait for the
+    tool.  poll(2) on the write end of a pipe reports POLLERR as soon as its
+    read end is closed (a socket: POLLHUP), and a regular file or /dev/null
+    reports neither - so every wait for input is a poll() of both fds, and
+    the coalescing pause after a short read (chunks()) is a poll() of ours.
+    That is one poll() per read, about a microsecond against the ~100 KiB
+    each read brings (docs/benchmark.md)."""
+
+    GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+    def __init__(self, fd: int, out_fd: int, gone: Callable[[OSError], Exception]):
+        self.out_fd, self.gone = out_fd, gone
+        self._both, self._out = select.poll(), select.poll()
+        self._both.register(fd, select.POLLIN)
+        for poller in (self._both, self._out):
+            poller.register(out_fd, 0)  # POLLERR and POLLHUP need no asking
+
+    def readable(self) -> None:
+        """Until fd has data or its end; raises gone(EPIPE) once out_fd's reader is gone."""
+        self._check(self._both.poll())
+
+    def pause(self, seconds: float) -> None:
+        self._check(self._out.poll(seconds * 1000))
+
+    def _check(self, ready) -> None:
+        for fd, events in ready:
+            if fd == self.out_fd and events & self.GONE:
+                raise self.gone(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))
+
+
+def chunks(fd: int, label: str, watch: Idle = IDLE):
     """Yield memoryviews of successive reads; each is valid until the next one.
 
     Dump tools write 4-8 KiB at a time; reading each piece as it comes costs
@@ -46,12 +96,13 @@ def chunks(fd: int, label: str):
     pipe we wait COALESCE_WAIT so the next read takes ~100 KiB or more (20x
     fewer reads, half the relay's CPU, see docs/benchmark.md).  The writer
     never stalls on it: it would have to write 1 MiB within those 2 ms, and
-    then our reads are no longer short.
+    then our reads are no longer short.  watch: see ReaderWatch.
     """
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     coalesce = _large_pipe(fd)
     while True:
+        watch.readable()
         try:
             count = os.readv(fd, [buffer])
         except OSError as exc:
@@ -60,7 +111,7 @@ def chunks(fd: int, label: str):
             return
         yield view[:count]
         if coalesce and count < SHORT_READ:
-            time.sleep(COALESCE_WAIT)
+            watch.pause(COALESCE_WAIT)
 
 
 class PipeTee:
@@ -102,13 +153,14 @@ class PipeTee:
                 raise OSError(code, os.strerror(code))
 
 
-def teed_chunks(fd: int, out_fd: int, tee: PipeTee, label: str):
+def teed_chunks(fd: int, out_fd: int, tee: PipeTee, label: str, watch: Idle = IDLE):
     """Like chunks(), but every chunk is already in the pipe out_fd (by tee)
     when it is read: the bytes are copied once, into our buffer to be hashed,
     instead of twice (read, then write)."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     while True:
+        watch.readable()  # tee would block on an empty fd as read does
         try:
             count = tee(fd, out_fd, CHUNK)
         except OSError as exc:
@@ -123,7 +175,7 @@ def teed_chunks(fd: int, out_fd: int, tee: PipeTee, label: str):
                 raise IOFailure(f"cannot read {label}: {exc.strerror}") from None
         yield view[:count]
         if count < SHORT_READ:
-            time.sleep(COALESCE_WAIT)  # as in chunks()
+            watch.pause(COALESCE_WAIT)  # as in chunks()
 
 
 @dataclass
@@ -139,14 +191,17 @@ def copy_dump(fd: int, writer: StreamWriter, progress: Progress,
     for the version and completeness checks; observer sees every chunk.
 
     Into a pipe (Bareos, a shell pipeline) the bytes go by tee(2) and are only
-    read to be hashed; into anything else by read and write."""
+    read to be hashed; into anything else by read and write.  A reader of
+    writer.fd that goes away while the tool is silent ends the copy at once
+    (ReaderWatch), with the error a write into its closed pipe gets."""
     enlarge_pipe(fd)
     label = "the dump tool's output"
     tee = PipeTee.between(fd, writer.fd)
+    watch = ReaderWatch(fd, writer.fd, StreamWriter.write_error)
     if tee is not None:
-        source, account = teed_chunks(fd, writer.fd, tee, label), writer.wrote
+        source, account = teed_chunks(fd, writer.fd, tee, label, watch), writer.wrote
     else:
-        source, account = chunks(fd, label), writer.write
+        source, account = chunks(fd, label, watch), writer.write
     head = bytearray()
     tail = b""
     count = 0

@@ -9,7 +9,9 @@ that no temporary file and no child process is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
@@ -17,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ..conftest import ENGINE_PARAMS, _engine_id
 from ..helpers import dbpipe
 from ..servers import free_port
 from .kit import (DUMP_TOOLS, LOADERS, LeftoverWatch, alive, assert_failed, assert_result,
-                  big, dump_bytes, finish, has_trailer, limited_mysql, payload, prepared, read_all,
-                  start, synthetic_stream, verify_bytes, wait_for, wait_for_child)
+                  big, dump_bytes, finish, has_trailer, limited_mysql, new_database, payload, prepared,
+                  read_all, start, synthetic_stream, verify_bytes, wait_for, wait_for_child)
 
 __all__ = ["big", "prepared"]  # module-scoped fixtures, one set per engine
 
@@ -85,6 +88,85 @@ def test_stdout_closed_early(big, env, syslog, private_tmp):
         code, err = finish(proc)
     assert_failed(code, err, syslog, "dbpipe-dump", 74, r"stdout was closed")
     assert not alive(tool.pid)
+    assert os.listdir(private_tmp) == []
+
+
+def read_until_idle(stream, quiet: float = 0.5) -> bytes:
+    """Everything the reader passes on until it has nothing more for `quiet` seconds:
+    then it waits for its dump tool."""
+    data = []
+    while select.select([stream], [], [], quiet)[0]:
+        piece = os.read(stream.fileno(), 1 << 20)
+        if not piece:
+            break
+        data.append(piece)
+    return b"".join(data)
+
+
+def assert_stops_at_once(proc, tool, syslog) -> None:
+    """Close the reader's stdout, as a cancelled Bareos job does, while its dump
+    tool is silent: it must notice within 2 s (not at the tool's next write),
+    fail as a closed stdout does and leave no tool behind."""
+    proc.stdout.close()
+    closed = time.monotonic()
+    code, err = finish(proc, timeout=30)
+    waited = time.monotonic() - closed
+    assert_failed(code, err, syslog, "dbpipe-dump", 74, r"stdout was closed before the dump was complete")
+    assert waited < 2, f"dbpipe-dump noticed its closed stdout only after {waited:.1f} s"
+    assert not alive(tool.pid)
+
+
+def test_stdout_closed_while_the_dump_tool_is_stopped(big, env, syslog, private_tmp):
+    with LeftoverWatch():
+        proc = start("dbpipe-dump", *big.args(), env=env)
+        read_all(proc.stdout, 65536)
+        tool = wait_for_child(proc.pid, DUMP_TOOLS[big.kind])
+        os.kill(tool.pid, signal.SIGSTOP)                # silent, with every pipe on the way full
+        assert read_until_idle(proc.stdout)
+        assert_stops_at_once(proc, tool, syslog)
+    assert os.listdir(private_tmp) == []
+
+
+HOLD_TABLE = "oc_zz_held"    # dumped last (alphabetical): the dump tool blocks mid-stream on it
+
+
+@contextlib.contextmanager
+def held_table(db):
+    """A table the dump tool cannot read while we hold a write lock on it (a
+    busy application): it streams every table before it, then waits."""
+    import pymysql
+
+    db.sql(f"CREATE TABLE {HOLD_TABLE} (id INT PRIMARY KEY, v TEXT); "
+           f"INSERT INTO {HOLD_TABLE} SELECT seq, REPEAT('x', 100) FROM seq_1_to_1000")
+    server = db.server
+    where = ({"unix_socket": server.socket} if server.socket
+             else {"host": server.host or "127.0.0.1", "port": server.port})
+    conn = pymysql.connect(user=server.admin_user, password=server.admin_password or "",
+                           database=db.name, **where)
+    try:
+        conn.cursor().execute(f"LOCK TABLES {HOLD_TABLE} WRITE")
+        yield
+    finally:
+        conn.close()
+
+
+def waiting_for(server, table: str) -> bool:
+    return server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                      f"WHERE INFO LIKE '%{table}%' AND STATE LIKE 'Waiting%'") not in ("", "0")
+
+
+@pytest.mark.parametrize("kind_spec", [p for p in ENGINE_PARAMS if p.startswith("mysql")], ids=_engine_id)
+def test_stdout_closed_while_the_dump_tool_waits_for_a_table_lock(kind_spec, server_pool, env, syslog,
+                                                                  private_tmp, tmp_path):
+    db = new_database(kind_spec, server_pool, tmp_path)
+    with held_table(db), LeftoverWatch():
+        proc = start("dbpipe-dump", *db.args(), env=env)
+        tool = wait_for_child(proc.pid, DUMP_TOOLS["mysql"])
+        assert read_until_idle(proc.stdout)               # every table before it has streamed ...
+        wait_for(lambda: waiting_for(db.server, HOLD_TABLE), "the dump tool to wait for the held table",
+                 interval=0.2)
+        read_until_idle(proc.stdout)                      # ... and the tool waits for the held one
+        assert_stops_at_once(proc, tool, syslog)
     assert os.listdir(private_tmp) == []
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -97,3 +99,72 @@ def test_a_reader_that_goes_away_is_stdout_closed_74():
     os.close(out_write)
     os.close(source)  # the feeder's next write fails: it stops
     feeder.join(10)
+
+
+# --- a reader that goes away while the dump tool is silent ------------------------------------
+
+def stalling_pipe(data: bytes, stall_at: int, release: threading.Event):
+    """A dump tool that writes data[:stall_at], then is silent until release is
+    set (a table lock), then writes the rest."""
+    read_fd, write_fd = os.pipe()
+    enlarge_pipe(read_fd)
+
+    def write():
+        with open(write_fd, "wb", buffering=0) as out, contextlib.suppress(BrokenPipeError):
+            out.write(data[:stall_at])
+            release.wait(30)
+            out.write(data[stall_at:])
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return read_fd, thread
+
+
+def output(kind: str):
+    """(our end, the reader's end): a pipe (copy by tee) or a socket (read and write)."""
+    if kind == "pipe":
+        return os.pipe()[::-1]
+    ours, theirs = socket.socketpair()
+    return ours.detach(), theirs.detach()
+
+
+@pytest.mark.parametrize("kind", ["pipe", "socket"])
+def test_a_reader_that_goes_away_while_the_tool_is_silent_ends_the_copy_at_once(kind):
+    release = threading.Event()
+    source, feeder = stalling_pipe(DUMP, 100_000, release)
+    ours, theirs = output(kind)
+    writer = StreamWriter(ours, HEADER)
+    assert (PipeTee.between(source, ours) is not None) == (kind == "pipe")
+
+    def file_daemon():  # reads what the tool wrote before its stall, then the job is cancelled
+        got = 0
+        while got < 100_000:
+            got += len(os.read(theirs, 1 << 20))
+        time.sleep(0.2)
+        os.close(theirs)
+
+    threading.Thread(target=file_daemon, daemon=True).start()
+    threading.Timer(10, release.set).start()  # without the watch: 74 only once the tool writes again
+    started = time.monotonic()
+    with pytest.raises(IOFailure, match="stdout was closed before the dump was complete") as caught:
+        copy_dump(source, writer, Progress("test"))
+    assert caught.value.code == 74
+    assert time.monotonic() - started < 2, "the copy waited for the dump tool"
+    release.set()
+    feeder.join(10)
+    os.close(ours)
+    os.close(source)
+
+
+def test_a_silent_tool_writing_into_a_file_is_waited_for():
+    """A regular file always polls writable: the watch must not take it for a reader gone."""
+    release = threading.Event()
+    source, feeder = stalling_pipe(DUMP, 100_000, release)
+    threading.Timer(0.5, release.set).start()
+    with tempfile.TemporaryFile() as handle:
+        writer = StreamWriter(handle.fileno(), HEADER)
+        copy_dump(source, writer, Progress("test"))
+        handle.seek(0)
+        assert handle.read() == HEADER.encode() + DUMP
+    feeder.join(10)
+    os.close(source)
