@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from .log import human_bytes, log
 

@@ -7,9 +7,8 @@ import contextlib
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
 
 from ..credentials import private_directory
 from ..files import write_received
