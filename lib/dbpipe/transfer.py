@@ -56,10 +56,11 @@ class ReaderWatch(Idle):
     """Waits for the dump tool's output while watching our own output for its
     reader going away.
 
-    A cancelled Bareos job closes the pipe it reads us from.  A blocking read
-    from a stalled dump tool (mariadb-dump waiting for a table lock) would
-    notice that only at its next write, so the cancel would wait for the
-    tool.  poll(2) on the write end of a pipe reports POLLERR as soon as its
+    When whatever reads us goes away (`dbpipe-dump ... | head`, a killed
+    consumer), a blocking read from a stalled dump tool (mariadb-dump waiting
+    for a table lock) would notice only at the tool's next write.  (bareos-fd
+    25.1 is no such reader: after a cancel it keeps its end open while it
+    waits for data - docs/bareos.md.)  poll(2) on the write end of a pipe reports POLLERR as soon as its
     read end is closed (a socket: POLLHUP), and a regular file or /dev/null
     reports neither - so every wait for input is a poll() of both fds, and
     the coalescing pause after a short read (chunks()) is a poll() of ours.
