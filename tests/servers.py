@@ -17,6 +17,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -185,8 +186,14 @@ def local_mariadb() -> Server:
     workdir = _make_workdir("dbpipe-test-mariadb-")
     datadir, sock = os.path.join(workdir, "data"), os.path.join(workdir, "mysqld.sock")
     user = pwd.getpwuid(os.getuid()).pw_name
-    _setup(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
-            "--auth-root-authentication-method=normal", "--skip-test-db"], env={"PATH": BARE_PATH})
+    install = ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
+               "--auth-root-authentication-method=normal", "--skip-test-db"]
+    try:
+        _setup(install, env={"PATH": BARE_PATH})
+    except RuntimeError as exc:   # seen once under load, cause unknown: say so, then once more afresh
+        print(f"\nprivate MariaDB: {exc}\nprivate MariaDB: trying mariadb-install-db once more", file=sys.stderr)
+        shutil.rmtree(datadir, ignore_errors=True)
+        _setup(install, env={"PATH": BARE_PATH})
     port = free_port()
     argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--port={port}",
             "--bind-address=127.0.0.1", f"--pid-file={workdir}/mysqld.pid", f"--log-error={workdir}/error.log",
