@@ -29,15 +29,7 @@ WINDOW = re.compile(r"maintenance window: (\d+\.\d) s")
 
 @pytest.fixture(scope="module")
 def loop_fs():
-    reason = btrfs.why_not()
-    if reason:
-        pytest.skip(reason)
-    try:
-        loop = btrfs.LoopBtrfs(size="512M")
-    except RuntimeError as exc:
-        pytest.skip(f"cannot mount a btrfs on a loop device here: {exc}")
-    yield loop
-    loop.remove()
+    yield from btrfs.loop_or_skip("512M")
 
 
 @pytest.fixture

@@ -29,6 +29,21 @@ def why_not() -> str | None:
     return None
 
 
+def loop_or_skip(size: str | None = None):
+    """A fresh btrfs on a loop device for a fixture to yield, removed after;
+    the test is skipped, saying why, where this machine cannot make one."""
+    import pytest
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    try:
+        loop = LoopBtrfs(**({"size": size} if size else {}))
+    except RuntimeError as exc:
+        pytest.skip(f"cannot mount a btrfs on a loop device here: {exc}")
+    yield loop
+    loop.remove()
+
+
 class LoopBtrfs:
     """mkfs.btrfs on a sparse image, mounted through a loop device."""
 

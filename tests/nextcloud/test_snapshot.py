@@ -30,15 +30,7 @@ DUMP_TOOLS = {"mysql": "mariadb-dump", "pgsql": "pg_dump"}
 
 @pytest.fixture(scope="module")
 def fs():
-    reason = btrfs.why_not()
-    if reason:
-        pytest.skip(reason)
-    try:
-        loop = btrfs.LoopBtrfs()
-    except RuntimeError as exc:
-        pytest.skip(f"cannot mount a btrfs on a loop device here: {exc}")
-    yield loop
-    loop.remove()
+    yield from btrfs.loop_or_skip()
 
 
 @pytest.fixture
