@@ -22,19 +22,26 @@ from .verify import verify
 
 class SnapshotWatch:
     """Calls back once the dump tool's read snapshot is fixed: as soon as its
-    output proves it (Engine.snapshot_fixed), or else when the dump is done."""
+    output proves it (Engine.snapshot_fixed), or else when the dump is done.
 
-    KEPT = 256   # bytes carried between chunks, so a marker cut in two is still found
+    The proof comes with the first table, so only the dump's first LOOK_AT
+    bytes are searched: an engine that never proves it (SQLite) or a dump
+    without the marker costs the copy loop nothing after that."""
+
+    KEPT = 256          # bytes carried between chunks, so a marker cut in two is still found
+    LOOK_AT = 1 << 20
 
     def __init__(self, engine, callback: Callable[[], None]):
         self.engine, self.callback = engine, callback
         self.fired = False
         self._carry = b""
+        self._seen = 0
 
     def __call__(self, chunk) -> None:
-        if self.fired:
+        if self.fired or self._seen >= self.LOOK_AT:
             return
-        window = self._carry + bytes(chunk)
+        window = self._carry + bytes(chunk[: self.LOOK_AT - self._seen])
+        self._seen += len(chunk)
         if self.engine.snapshot_fixed(window):
             self.fire()
         self._carry = window[-self.KEPT:]
@@ -56,7 +63,8 @@ def dump(target: Target, out_fd: int, scope: str = "database",
     the database from then on can reach it (at the latest: at its end).
     """
     engine = get_engine(target.type)
-    watch = SnapshotWatch(engine, on_snapshot) if on_snapshot and scope == "database" else None
+    watch = SnapshotWatch(engine, on_snapshot) if on_snapshot else None
+    observer = watch if scope == "database" else None   # pg_dumpall: one snapshot per database
     header = Header(engine.name, scope, target.database if scope == "database" else "")
     created, started = stamps.record(), time.monotonic()
     log.info("dumping %s", target.describe() if scope == "database" else f"all {engine.name} databases")
@@ -65,7 +73,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         pass_fds=command.pass_fds, run_as=command.run_as,
     ) as child:
         writer = StreamWriter(out_fd, header)
-        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=watch)
+        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=observer)
         code = child.wait()
     if code != 0:
         raise engine.dump_failure(child)
@@ -75,8 +83,6 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         raise DataError(f"{child.label} exited 0 but its output lacks the completeness marker")
     if watch is not None:
         watch.fire()
-    elif on_snapshot is not None:
-        on_snapshot()
     extra = {"tool": child.label, "hostname": socket.gethostname()}
     if job and job.job_id:
         extra["bareos-job-id"] = job.job_id

@@ -55,6 +55,14 @@ def test_pg_dump_counts_as_fixed_at_its_first_byte_sqlite_only_at_the_end():
     assert calls == [True], "once, when the dump is done"
 
 
+def test_only_the_dumps_beginning_is_searched_for_the_proof():
+    """A marker beyond LOOK_AT proves nothing: the watch has stopped looking
+    (the dump's end fires it), so the copy loop pays nothing after that."""
+    filler = b"/*!40014 SET x=1 */;\n" * (SnapshotWatch.LOOK_AT // 20 + 1)
+    assert fired_after("mysql", [MARIADB_HEAD + filler, MARIADB_TABLE]) is None
+    assert fired_after("mysql", [MARIADB_HEAD, MARIADB_TABLE + filler]) == 2
+
+
 def test_the_view_keeps_the_original_path_below_a_root_stripPath_removes():
     assert view_path("/run/dbpipe/snapshot/abc", "/var/www/nextcloud/data") == \
         "/run/dbpipe/snapshot/abc/var/www/nextcloud/data"
