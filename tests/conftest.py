@@ -68,8 +68,15 @@ def private_tmp(tmp_path):
 
 
 @pytest.fixture
-def env(syslog, private_tmp):
-    return bareos_env(DBPIPE_SYSLOG_SOCKET=syslog.path, TMPDIR=str(private_tmp))
+def state_root(tmp_path):
+    """$DBPIPE_STATE_DIR for the executables (never /var/lib/dbpipe in a test)."""
+    return tmp_path / "state-root"
+
+
+@pytest.fixture
+def env(syslog, private_tmp, state_root):
+    return bareos_env(DBPIPE_SYSLOG_SOCKET=syslog.path, TMPDIR=str(private_tmp),
+                      DBPIPE_STATE_DIR=str(state_root))
 
 
 def unique(prefix: str = "db") -> str:

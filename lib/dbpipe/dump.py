@@ -14,6 +14,7 @@ from .files import atomic_write, sync_if_file
 from .bareos import BareosJob
 from .log import Progress, human_bytes, log
 from .process import Child
+from .safety import refuse_dump
 from .stream import Header, StreamWriter, Trailer
 from .target import Target
 from .transfer import copy_dump
@@ -63,6 +64,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
     the database from then on can reach it (at the latest: at its end).
     """
     engine = get_engine(target.type)
+    refuse_dump(target, scope)
     watch = SnapshotWatch(engine, on_snapshot) if on_snapshot else None
     observer = watch if scope == "database" else None   # pg_dumpall: one snapshot per database
     header = Header(engine.name, scope, target.database if scope == "database" else "")

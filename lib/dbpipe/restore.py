@@ -18,6 +18,7 @@ from .files import atomic_write, write_received
 from .bareos import BareosJob
 from .leftovers import keep_newest
 from .log import human_bytes, log
+from .safety import SafetyDumps
 from .stream import Header, Trailer
 from .target import Target
 from .transfer import Pump
@@ -73,10 +74,25 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
         return engine.load_all(target, pump)
     target = target.merged(database=target.database or header.database)
     log.info("restoring %s from a dump of %r", target.describe(), header.database)
+    safety = SafetyDumps(target)
+    half = safety.warn_if_pending()
     result = engine.restore(target, pump, options)
+    if half is not None:
+        safety.clear()
+        log.info("the half-finished restore of %s is finished%s", target.describe(),
+                 f"; its previous content stays in {half.previous}" if half.previous else "")
     log.info("restore mode: %s%s", result.mode, f"; replaced data kept in {result.kept}" if result.kept else "")
     list_kept_copies(engine, target, options)
     return None
+
+
+def put_back(target: Target, options: RestoreOptions) -> None:
+    """Load back what a killed --mode replace restore dropped (safety.py)."""
+    engine = get_engine(target.type)
+    previous = engine.put_back(target, options)
+    log.info("put back the previous content of %s%s", target.describe(),
+             f" from {previous} (kept)" if previous else ": it was empty")
+    list_kept_copies(engine, target, options)
 
 
 def list_kept_copies(engine: Engine, target: Target, options: RestoreOptions) -> None:

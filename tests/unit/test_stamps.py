@@ -4,7 +4,7 @@ import re
 import time
 
 from dbpipe import stamps
-from dbpipe.engines.mysql import MAX_NAME, side_name, side_names
+from dbpipe.engines.mysql import MAX_NAME, SideNames, side_name
 
 
 def test_both_forms_are_utc():
@@ -25,19 +25,43 @@ def test_side_names_made_within_one_second_sort_by_age():
     for _ in range(5):
         names.append(side_name("nc", "old"))
         time.sleep(0.003)
-    regex, _ = side_names("nc", "old")
-    keys = [stamps.order_key(regex.match(name).group(1)) + regex.match(name).group(2) for name in names]
-    assert keys == sorted(keys) and len(set(keys)) == 5
+    claimed = SideNames("nc", "old").claim(names, [])
+    keys = [key for _, key in claimed]
+    assert [name for name, _ in claimed] == names and keys == sorted(keys) and len(set(keys)) == 5
 
 
-def test_side_names_of_older_versions_are_still_recognised():
+def test_side_names_made_in_the_same_instant_differ():
+    """Two restores started together never pick the same staging database."""
+    names = [side_name("nc", "new") for _ in range(2000)]
+    assert len(set(names)) == len(names)
+
+
+def test_side_names_of_long_names_with_a_common_start_never_mix():
+    one, two = "nextcloud_instance_0123456789_one", "nextcloud_instance_0123456789_two"
+    ones = [side_name(one, role) for role in ("new", "old")]
+    twos = [side_name(two, role) for role in ("new", "old")]
+    assert all(len(name) <= MAX_NAME for name in ones + twos)
+    for role, mine, theirs in (("new", ones[0], twos[0]), ("old", ones[1], twos[1])):
+        assert [n for n, _ in SideNames(one, role).claim([mine, theirs], [one, two])] == [mine]
+        assert [n for n, _ in SideNames(two, role).claim([mine, theirs], [one, two])] == [theirs]
+        assert _like(SideNames(one, role).like, mine) and _like(SideNames(one, role).like, theirs)
+
+
+def test_side_names_of_older_versions_are_claimed_only_when_unambiguous():
     long_name = "n" * 60
-    old = long_name[: MAX_NAME - 32] + "__dbpipe_old_20261201164532_9f3a"
+    cut_a = long_name[: MAX_NAME - 32] + "__dbpipe_old_20261201164532_9f3a"     # before stamps.py
+    cut_b = long_name[: MAX_NAME - 34] + "__dbpipe_old_20261201T164532Z_9f3b"   # stamps.py, no hash
+    short = "nc__dbpipe_old_20261201T164532Z_9f3c"                              # never cut
     new = side_name(long_name, "old")
-    regex, like = side_names(long_name, "old")
-    assert len(old) == len(new) == MAX_NAME
-    assert regex.match(old) and regex.match(new) and regex.match(new.lower())
-    assert _like(like, old) and _like(like, new)
+    names = SideNames(long_name, "old")
+    assert len(cut_a) == len(cut_b) == MAX_NAME
+    assert [n for n, _ in names.claim([cut_a, cut_b, new, new.lower()], [])] == [cut_a, cut_b, new, new.lower()]
+    assert all(_like(names.like, name) for name in (cut_a, cut_b, new))
+    # another database starts with the same 30 characters: the cut names may be its
+    rival = long_name[:40] + "x"
+    assert [n for n, _ in names.claim([cut_a, cut_b, new], [rival])] == [new]
+    assert [n for n, _ in SideNames("nc", "old").claim([short, cut_b], ["nc_other"])] == [short]
+    assert SideNames("n", "old").claim([short], []) == []
 
 
 def _like(pattern: str, name: str) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..credentials import private_directory
 from ..files import write_received
-from ..errors import DataError, DbpipeError, UnavailableError
+from ..errors import DataError, DbpipeError, UnavailableError, UsageError
 from ..leftovers import KeptCopy
 from ..log import log
 from ..process import Child, RunAs
@@ -141,6 +141,12 @@ class Engine(abc.ABC):
 
     def remove_kept_copy(self, target: Target, copy: KeptCopy) -> None:
         raise NotImplementedError
+
+    def put_back(self, target: Target, options: RestoreOptions) -> str:
+        """Load back what a killed --mode replace restore dropped; returns the
+        safety dump it came from ("" when the database was empty)."""
+        raise UsageError(f"--put-back: only --mode replace (mysql) can leave a database half-restored, "
+                         f"not {self.name}")
 
     # --- verification -----------------------------------------------------
     @abc.abstractmethod

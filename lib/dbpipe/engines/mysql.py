@@ -20,7 +20,6 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,7 @@ from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, Per
                       UnavailableError)
 from ..leftovers import KeptCopy
 from ..log import log
+from ..safety import HalfRestored, SafetyDumps
 from ..process import Child, find_tool
 from ..stream import Trailer
 from ..target import Target
@@ -62,29 +62,80 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-SIDE_SUFFIX_LENGTH = 34          # len("__dbpipe_new_") + len(stamps.for_name()) + "_" + 4 hex
-OLD_SIDE_SUFFIX_LENGTH = 32      # names of versions before stamps.py: 14 digits of local time
 SCRATCH = re.compile(r"^dbpipe_verify_[0-9a-f]{8}$")
+SIDE = "__dbpipe_"               # + role ('new': staging, 'old': kept) + "_" + stamp + "_" + 8 hex
+HASH_LENGTH = 8
+
+
+def _name_hash(database: str) -> str:
+    return hashlib.sha256(database.encode()).hexdigest()[:HASH_LENGTH]
 
 
 def side_name(database: str, role: str) -> str:
     """A database name beside `database` for staging ('new') or keeping ('old')
-    data.  The 4 hex digits are the second's fraction in 1/65536ths: names
-    made within one second still sort by age."""
+    data.  The 8 hex digits: the second's fraction in 1/65536ths (names made
+    within one second still sort by age), then a random part (two restores
+    started in the same instant never share a name).  A database name too long
+    to fit whole is cut and followed by a hash of the whole name, so the side
+    databases of two names with a long common start never mix."""
     now = time.time()
-    suffix = f"__dbpipe_{role}_{stamps.for_name(now)}_{int(now % 1 * 65536):04x}"
-    return database[: MAX_NAME - len(suffix)] + suffix
+    suffix = f"{SIDE}{role}_{stamps.for_name(now)}_{int(now % 1 * 65536):04x}{secrets.token_hex(2)}"
+    if len(database) + len(suffix) <= MAX_NAME:
+        return database + suffix
+    tag = "_" + _name_hash(database)
+    return database[: MAX_NAME - len(suffix) - len(tag)] + suffix + tag
 
 
-def side_names(database: str, role: str) -> tuple[re.Pattern, str]:
-    """(regex, LIKE pattern) of the side databases side_name makes for
-    database - and older versions made, whose shorter suffix cut a long
-    database name later.  The regex's groups: stamp, hex digits."""
-    prefixes = sorted({database[: MAX_NAME - length] for length in (SIDE_SUFFIX_LENGTH, OLD_SIDE_SUFFIX_LENGTH)})
-    either = "|".join(re.escape(prefix) for prefix in prefixes)
-    # any case: with lower_case_table_names=1 the server keeps the name lowercased
-    regex = re.compile(f"^(?:{either})__dbpipe_{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{4}})$", re.IGNORECASE)
-    return regex, _like_literal(prefixes[0]) + "%" + _like_literal(f"__dbpipe_{role}_") + "%"
+class SideNames:
+    """Finds the side databases that side_name made for one database - and
+    older versions made, which cut a long database name to its first 30 (or
+    32) characters and added no hash.  Such a cut name is claimed only when no
+    other database on the server starts the same way: otherwise it may belong
+    to that one, and is left alone."""
+
+    def __init__(self, database: str, role: str):
+        self.database, self.role = database, role
+        shortest = MAX_NAME - len(side_name("", role)) - 1 - HASH_LENGTH
+        self.like = _like_literal(database[:shortest]) + "%" + _like_literal(f"{SIDE}{role}_") + "%"
+        # any case: with lower_case_table_names=1 the server keeps the name lowercased
+        self.regex = re.compile(rf"^(.*?){SIDE}{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{8}}|[0-9a-f]{{4}})"
+                                rf"(?:_([0-9a-f]{{{HASH_LENGTH}}}))?$", re.IGNORECASE)
+
+    def claim(self, names: list[str], others: list[str]) -> list[tuple[str, str]]:
+        """(name, key sorting oldest first) of ours among names; others: every
+        database on the server (side databases aside) that is not ours."""
+        found = []
+        for name in names:
+            match = self.regex.match(name)
+            if match and self._ours(name, match, others):
+                found.append((name, stamps.order_key(match.group(2)) + match.group(3).ljust(8, "0")))
+        return found
+
+    def _ours(self, name: str, match: re.Match, others: list[str]) -> bool:
+        prefix, hashed = match.group(1).lower(), match.group(4)
+        database = self.database.lower()
+        if hashed is not None:
+            return hashed.lower() == _name_hash(self.database) and database.startswith(prefix)
+        if len(name) < MAX_NAME or len(match.group(3)) == 8:
+            return prefix == database     # not cut: the whole name
+        if not database.startswith(prefix):
+            return False
+        rivals = [other for other in others if other.lower().startswith(prefix)
+                  and other.lower() != database and SIDE not in other.lower()]
+        if rivals:
+            log.warning("database %s may belong to %s or %s (an older dbpipe cut both names to %r); "
+                        "left alone", name, self.database, rivals[0], match.group(1))
+        return not rivals
+
+    def find(self, conn) -> list[tuple[str, str]]:
+        names = _schemas(conn, self.like)
+        return self.claim(names, _schemas(conn) if any(len(n) == MAX_NAME for n in names) else [])
+
+
+def _schemas(conn, like: str | None = None) -> list[str]:
+    sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA"
+    rows = _execute(conn, sql + " WHERE SCHEMA_NAME LIKE %s", (like,)) if like else _execute(conn, sql)
+    return [row[0] for row in rows]
 
 
 def _like_literal(text: str) -> str:
@@ -170,7 +221,8 @@ class MysqlEngine(Engine):
             if options.mode == "replace":
                 return self._replace(conn, target, pump, options, "requested")
             staging = side_name(target.database, "new")
-            _remove_orphans(conn, *side_names(target.database, "new"), "staging database")
+            _remove_orphans(conn, [name for name, _ in SideNames(target.database, "new").find(conn)],
+                            "staging database")
             try:
                 _hold(conn, staging)
                 _create_database(conn, staging, like=target.database)
@@ -209,44 +261,83 @@ class MysqlEngine(Engine):
 
     def _replace(self, conn, target: Target, pump: Pump, options: RestoreOptions,
                  reason: str) -> RestoreResult:
-        """Verify a spooled copy, keep a safety dump, then drop and reload in place."""
+        """Verify a spooled copy, keep a safety dump (recorded before anything
+        is dropped: safety.py), then drop and reload in place."""
         log.info("restore mode: replace (%s); nothing changes until the stream is verified", reason)
+        safety = SafetyDumps(target)
         with spooled(pump, options.temp_dir) as (spool, _):
-            safety = os.path.join(os.path.dirname(spool), "previous.sql")
-            if _database_exists(conn, target.database):
-                _require_recreatable(conn, target.database)
-                self._dump_to_file(target, safety)
-            else:
-                _create_database(conn, target.database, like=None)
+            record = safety.pending()    # an earlier run's: its safety dump holds the content to go back to
+            made_now = record is None
+            if record is None:
+                previous = ""
+                if _database_exists(conn, target.database):
+                    _require_recreatable(conn, target.database)
+                    previous = self._safety_dump(target, safety)
+                else:
+                    _create_database(conn, target.database, like=None)
+                record = safety.record(previous)
             options.live.begin()
             _drop_everything(conn, target.database)
             try:
                 self._load_file(target, spool, target.database)
             except DbpipeError as exc:
-                self._roll_back(conn, target, safety, options, exc)
-            kept = _keep_file(safety, target.database, options) if options.keep_old else ""
-        return RestoreResult("replace (verified spool, then drop and reload)", kept)
+                self._roll_back(conn, target, record, safety, options, exc, made_now)
+            safety.clear()
+        if record.previous and made_now and not options.keep_old:
+            os.unlink(record.previous)
+            return RestoreResult("replace (verified spool, then drop and reload)", "")
+        return RestoreResult("replace (verified spool, then drop and reload)", record.previous)
 
-    def _roll_back(self, conn, target, safety, options, error: DbpipeError):
+    def _roll_back(self, conn, target, record: HalfRestored, safety: SafetyDumps, options,
+                   error: DbpipeError, made_now: bool):
+        """Put the previous content back; the error keeps its exit code (a
+        cancel stays a cancel).  If that fails too, the record stays."""
         _drop_everything(conn, target.database)
-        if not os.path.exists(safety):
+        if not record.previous:
+            safety.clear()
             options.live.reverted()
-            raise DataError(f"{error}; the database was empty before and is empty again") from None
+            raise DbpipeError(f"{error}; the database was empty before and is empty again", error.code) from None
         try:
-            self._load_file(target, safety, target.database)
+            self._load_file(target, record.previous, target.database)
         except DbpipeError as second:
-            kept = _keep_file(safety, target.database, options)
-            raise DataError(f"{error}; putting the previous content back also failed ({second}); "
-                            f"it is saved in {kept}") from None
+            raise DbpipeError(f"{error}; putting the previous content back also failed ({second}); "
+                              f"it is saved in {record.previous}", error.code) from None
+        safety.clear()
         options.live.reverted()
-        raise DataError(f"{error}; the previous content was put back") from None
+        if made_now:
+            os.unlink(record.previous)
+        raise DbpipeError(f"{error}; the previous content was put back", error.code) from None
 
-    def _dump_to_file(self, target: Target, path: str) -> None:
-        with open(path, "wb") as out, self.dump_command(target, "database") as command, Child(
-                command.argv, stdout=out, pass_fds=command.pass_fds) as child:
+    def put_back(self, target: Target, options: RestoreOptions) -> str:
+        """Load what a killed replace-mode restore recorded back into the database."""
+        safety = SafetyDumps(target)
+        record = safety.pending()
+        if record is None:
+            raise NoInputError(f"no half-finished --mode replace restore of {target.describe()} is "
+                               f"recorded in {safety.directory}: nothing to put back")
+        with self.connect(target) as conn:
+            options.live.begin()
+            _drop_everything(conn, target.database)
+            if record.previous:
+                self._load_file(target, record.previous, target.database)
+        safety.clear()
+        return record.previous
+
+    def _safety_dump(self, target: Target, safety: SafetyDumps) -> str:
+        """The current content, into the state directory; a full disk says where."""
+        with safety.new_dump() as (handle, path), self.dump_command(target, "database") as command, Child(
+                command.argv, label=f"{os.path.basename(command.argv[0])} (safety dump)", stdout=handle,
+                pass_fds=command.pass_fds) as child:
             code = child.wait()
-        if code != 0:
-            raise self.dump_failure(child)
+            if code != 0:
+                written = re.search(r"errno (\d+) on write", child.stderr_text(), re.IGNORECASE)
+                if written:
+                    raise CantCreateError(f"cannot write the safety dump of {target.database} to "
+                                          f"{safety.directory}: {os.strerror(int(written.group(1)))}; "
+                                          "nothing was changed")
+                raise self.dump_failure(child)
+        log.info("safety dump of the current content: %s", path)
+        return path
 
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         check_engine(self.name, pump)
@@ -260,7 +351,8 @@ class MysqlEngine(Engine):
     def scratch(self, target: Target):
         name = f"dbpipe_verify_{secrets.token_hex(4)}"
         with self.connect(target) as conn:
-            _remove_orphans(conn, SCRATCH, "dbpipe\\_verify\\_%", "scratch database")
+            _remove_orphans(conn, [n for n in _schemas(conn, "dbpipe\\_verify\\_%") if SCRATCH.match(n)],
+                            "scratch database")
             _hold(conn, name)
             _create_database(conn, name, like=None)
             try:
@@ -275,14 +367,14 @@ class MysqlEngine(Engine):
     # --- what restores keep ------------------------------------------------
     def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
         """The side databases of atomic restores, and replace mode's kept dumps."""
-        regex, like = side_names(target.database, "old")
         with self.connect(target) as conn:
-            rows = _execute(conn, "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) "
-                            "FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t "
-                            "ON t.TABLE_SCHEMA = s.SCHEMA_NAME WHERE s.SCHEMA_NAME LIKE %s "
-                            "GROUP BY s.SCHEMA_NAME", (like,))
-        copies = [KeptCopy(f"database {name}", int(size), stamps.order_key(found.group(1)) + found.group(2))
-                  for name, size in rows if (found := regex.match(name))]
+            ours = dict(SideNames(target.database, "old").find(conn))
+            sizes = dict(_execute(conn, "SELECT TABLE_SCHEMA, SUM(DATA_LENGTH + INDEX_LENGTH) "
+                                  "FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s "
+                                  "GROUP BY TABLE_SCHEMA", (tuple(ours),))) if ours else {}
+        copies = [KeptCopy(f"database {name}", int(sizes.get(name) or 0), key) for name, key in ours.items()]
+        copies += SafetyDumps(target).kept()
+        # replace mode's kept dumps of versions before safety.py
         directory = options.temp_dir or tempfile.gettempdir()
         prefix = re.escape(f"dbpipe-{target.database}-previous-")
         files = re.compile("^" + prefix + stamps.NAME_PATTERN + r"\.sql$")
@@ -367,12 +459,10 @@ def _in_use(conn, database: str) -> bool:
     return free != 1 or users > 0
 
 
-def _remove_orphans(conn, regex: re.Pattern, like: str, what: str) -> None:
-    """Drop the databases matching regex that no live dbpipe run holds."""
-    names = [row[0] for row in _execute(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-                                               "WHERE SCHEMA_NAME LIKE %s", (like,))]
+def _remove_orphans(conn, names: list[str], what: str) -> None:
+    """Drop those of these databases that no live dbpipe run holds."""
     for name in names:
-        if not regex.match(name) or _in_use(conn, name):
+        if _in_use(conn, name):
             continue
         try:
             _execute(conn, f"DROP DATABASE {quote(name)}")
@@ -449,14 +539,6 @@ def _require_recreatable(conn, schema: str) -> None:
             "create databases, or recreate these objects as this account)")
 
 
-def _keep_file(path: str, database: str, options: RestoreOptions) -> str:
-    directory = options.temp_dir or tempfile.gettempdir()
-    kept = os.path.join(directory, f"dbpipe-{database}-previous-{stamps.for_name()}.sql")
-    shutil.copyfile(path, kept)
-    os.chmod(kept, 0o600)
-    return kept
-
-
 class Swap:
     """Moves all tables of `staging` into `live` in one RENAME TABLE and
     recreates what RENAME cannot carry: triggers, views, routines, events."""
@@ -468,8 +550,10 @@ class Swap:
         live.begin()
         if not _database_exists(self.conn, self.live):
             _create_database(self.conn, self.live, like=self.staging)
-        side = side_name(self.live, "old")
-        _create_database(self.conn, side, like=self.live)
+        replaced = bool(_objects(self.conn, self.live))
+        side = side_name(self.live, "old") if replaced else None   # nothing replaced: nothing to keep
+        if side:
+            _create_database(self.conn, side, like=self.live)
         new_triggers, old_triggers = self._triggers(self.staging), self._triggers(self.live)
         new_code, new_views = self._code(self.staging), self._views(self.staging)
         old_views = self._views(self.live)
@@ -480,9 +564,12 @@ class Swap:
         except DbpipeError:
             self._recreate(self.live, old_triggers)
             live.reverted()
-            _drop_database(self.conn, side)
+            if side:
+                _drop_database(self.conn, side)
             raise
         self._replace_code(new_code, new_triggers, new_views)
+        if not side:
+            return ""
         self._keep_old_objects(side, old_triggers, old_views)
         if keep_old:
             log.info("previous tables kept in database %s (drop it when no longer needed)", side)
@@ -490,9 +577,9 @@ class Swap:
         _drop_database(self.conn, side)
         return ""
 
-    def _rename(self, side: str) -> None:
+    def _rename(self, side: str | None) -> None:
         with self.conn.cursor() as cur:
-            old, new = _tables(cur, self.live), _tables(cur, self.staging)
+            old, new = _tables(cur, self.live) if side else [], _tables(cur, self.staging)
         moves = [f"{quote(self.live)}.{quote(t)} TO {quote(side)}.{quote(t)}" for t in old]
         moves += [f"{quote(self.staging)}.{quote(t)} TO {quote(self.live)}.{quote(t)}" for t in new]
         if moves:
