@@ -54,7 +54,8 @@ class SnapshotWatch:
 
 
 def dump(target: Target, out_fd: int, scope: str = "database",
-         job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None) -> Trailer:
+         job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None,
+         out_name: str | None = None) -> Trailer:
     """Dump target into out_fd and finish the stream with a trailer.
 
     The trailer is written only when the dump tool exited 0 and its own
@@ -74,7 +75,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         command.argv, stdout=subprocess.PIPE, env_extra=command.env_extra,
         pass_fds=command.pass_fds, run_as=command.run_as,
     ) as child:
-        writer = StreamWriter(out_fd, header)
+        writer = StreamWriter(out_fd, header, out_name)
         copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=observer)
         code = child.wait()
     if code != 0:
@@ -101,7 +102,7 @@ def dump_to_file(target: Target, path: str, scope: str = "database",
     """Dump into a 0600 file that appears atomically and only once its trailer
     has been read back and verified; a failed dump leaves no file behind."""
     with atomic_write(path) as handle:
-        trailer = dump(target, handle.fileno(), scope, job, on_snapshot)
+        trailer = dump(target, handle.fileno(), scope, job, on_snapshot, out_name=path)
         handle.seek(0)
         verify(handle.fileno(), path)
     log.info("dump written to %s", path)

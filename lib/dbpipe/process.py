@@ -134,7 +134,7 @@ class Child:
                                pass_fds=pass_fds, run_as=run_as, cwd=cwd)
             self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
             self._drainer.start()
-        if _held:
+        if _held and not _past_no_return():
             self.kill()
             _raise_held()
 
@@ -250,6 +250,8 @@ def _text(data) -> str:
 
 _starting: list[bool] = []  # non-empty while a child is being started
 _held: list[int] = []       # a cancel signal that arrived meanwhile
+_fired: list[int] = []      # the cancel signal that was acted on (later ones are ignored)
+_scopes: list[list[str]] = []  # per no_return_scope: the points of no return passed in it
 
 
 @contextlib.contextmanager
@@ -268,8 +270,44 @@ def _starting_child():
 
 
 def _raise_held() -> None:
-    if _held:
+    if _held and not _past_no_return():
         raise Cancelled(_held.pop())
+
+
+def _past_no_return() -> bool:
+    return any(_scopes)
+
+
+@contextlib.contextmanager
+def no_return_scope():
+    """A block (a whole restore) that may pass a point of no return.  From
+    that point (point_of_no_return) to the end of the block a cancel is held
+    back: the live data is being, or has been, replaced, so stopping could
+    only leave a restore that did happen reported as cancelled - or half
+    put in place.  A cancel that arrived meanwhile is logged once the block
+    is done, and the next one acts again."""
+    passed: list[str] = []
+    _scopes.append(passed)
+    try:
+        yield
+    except BaseException:
+        _scopes.pop()
+        _drop_held(passed, "then the restore failed")
+        raise
+    _scopes.pop()
+    _drop_held(passed, "the restore had passed its point of no return and is complete: nothing was cancelled")
+
+
+def point_of_no_return(what: str) -> None:
+    """From here to the end of the enclosing no_return_scope, cancels wait."""
+    if _scopes:
+        _scopes[-1].append(what)
+
+
+def _drop_held(passed: list[str], outcome: str) -> None:
+    if passed and _held and not _past_no_return():
+        log.warning("%s arrived %s; %s", signal.Signals(_held.pop()).name, passed[0], outcome)
+        _fired.clear()
 
 
 @contextlib.contextmanager
@@ -279,12 +317,10 @@ def cancellable():
     Only the first signal raises; later ones arrive during cleanup and are
     ignored so the cleanup can finish.
     """
-    fired = []
-
     def handler(signum, _frame):
-        if not fired:
-            fired.append(signum)
-            if _starting:
+        if not _fired:
+            _fired.append(signum)
+            if _starting or _past_no_return():
                 _held.append(signum)
                 return
             raise Cancelled(signum)
@@ -292,6 +328,14 @@ def cancellable():
     previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}
     try:
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    except BaseException:
+        _restore_handlers(previous)
+        raise
+    # done: a cancel now has nothing left to stop, and must not turn a success into a kill
+    _restore_handlers(dict.fromkeys(CANCEL_SIGNALS, signal.SIG_IGN))
+
+
+def _restore_handlers(handlers: dict) -> None:
+    for sig, old in handlers.items():
+        signal.signal(sig, old)
+    _fired.clear()

@@ -18,6 +18,7 @@ from .files import atomic_write, write_received
 from .bareos import BareosJob
 from .leftovers import keep_newest
 from .log import human_bytes, log
+from .process import no_return_scope
 from .safety import SafetyDumps
 from .stream import Header, Trailer
 from .target import Target
@@ -53,7 +54,7 @@ def restore(target: Target, in_fd: int, options: RestoreOptions,
             destination: FileDestination | None = None) -> Trailer | None:
     """Restore the stream on in_fd.  Whatever fails, stdin is read to its end."""
     started = time.monotonic()
-    with Pump(in_fd).draining() as pump:
+    with no_return_scope(), Pump(in_fd).draining() as pump:
         pump.require_header("stream to restore")
         if destination is not None:
             trailer = write_file(pump, destination)
@@ -89,7 +90,8 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
 def put_back(target: Target, options: RestoreOptions) -> None:
     """Load back what a killed --mode replace restore dropped (safety.py)."""
     engine = get_engine(target.type)
-    previous = engine.put_back(target, options)
+    with no_return_scope():
+        previous = engine.put_back(target, options)
     log.info("put back the previous content of %s%s", target.describe(),
              f" from {previous} (kept)" if previous else ": it was empty")
     list_kept_copies(engine, target, options)

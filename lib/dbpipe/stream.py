@@ -27,7 +27,7 @@ import os
 import string
 from dataclasses import dataclass, field
 
-from .errors import DataError, IOFailure, NoInputError
+from .errors import CantCreateError, DataError, DbpipeError, IOFailure, NoInputError
 
 FORMAT_VERSION = "1"
 HEADER_PREFIX = b"-- dbpipe-stream "
@@ -151,8 +151,9 @@ def write_all(fd: int, data) -> None:
 class StreamWriter:
     """Frames a dump: header, payload (hashed and counted as it passes), trailer."""
 
-    def __init__(self, fd: int, header: Header):
+    def __init__(self, fd: int, header: Header, name: str | None = None):
         self.fd = fd
+        self.name = name          # the file written to; None: stdout
         self.header = header
         self.sha = hashlib.sha256()
         self.count = 0
@@ -166,13 +167,20 @@ class StreamWriter:
         try:
             write_all(self.fd, data)
         except OSError as exc:
-            raise self.write_error(exc) from None
+            raise self.error(exc) from None
 
     def wrote(self, data) -> None:
         """Account for payload that reached fd another way (tee(2), see transfer.py)."""
         self.sha.update(data)
         self.count += len(data)
         self.last_byte = bytes(data[-1:]) or self.last_byte
+
+    def error(self, exc: OSError) -> DbpipeError:
+        """A failed write into a file is a file that could not be made (exit
+        73, naming it, as the docs say); into stdout, an I/O error (74)."""
+        if self.name is not None:
+            return CantCreateError(f"cannot write {self.name}: {exc.strerror}")
+        return self.write_error(exc)
 
     @staticmethod
     def write_error(exc: OSError) -> IOFailure:
@@ -188,6 +196,8 @@ class StreamWriter:
         try:
             write_all(self.fd, trailer.encode())
         except OSError as exc:
+            if self.name is not None:
+                raise self.error(exc) from None
             raise IOFailure(f"cannot write the trailer: {exc.strerror}") from None
         return trailer
 

@@ -198,7 +198,7 @@ def copy_dump(fd: int, writer: StreamWriter, progress: Progress,
     enlarge_pipe(fd)
     label = "the dump tool's output"
     tee = PipeTee.between(fd, writer.fd)
-    watch = ReaderWatch(fd, writer.fd, StreamWriter.write_error)
+    watch = ReaderWatch(fd, writer.fd, writer.error)
     if tee is not None:
         source, account = teed_chunks(fd, writer.fd, tee, label, watch), writer.wrote
     else:

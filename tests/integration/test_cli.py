@@ -301,7 +301,8 @@ def test_restore_without_database_option_goes_to_the_database_named_in_the_strea
     prepared.fingerprint = prepared.db.fingerprint()   # mysql: a side database now holds the old tables
 
 
-def test_mysql_replace_mode_round_trip_as_a_limited_user(prepared, server_pool, env, tmp_path, private_tmp):
+def test_mysql_replace_mode_round_trip_as_a_limited_user(prepared, server_pool, env, tmp_path, private_tmp,
+                                                         state_root):
     if prepared.kind != "mysql":
         pytest.skip("mysql only")
     db = limited_mysql(prepared.kind_spec, server_pool, tmp_path)
@@ -314,17 +315,19 @@ def test_mysql_replace_mode_round_trip_as_a_limited_user(prepared, server_pool, 
     assert "restore mode: replace (account may not create databases)" in err
     assert "restore mode: replace (verified spool, then drop and reload)" in err
     assert db.fingerprint() == before
-    kept = os.listdir(private_tmp)   # --keep-old: the replaced content, as a private file
-    assert len(kept) == 1 and kept[0].startswith(f"dbpipe-{db.name}-previous-")
-    assert stat.S_IMODE(os.stat(private_tmp / kept[0]).st_mode) == 0o600
-    assert b"oc_added_later" in (private_tmp / kept[0]).read_bytes()
+    assert os.listdir(private_tmp) == []
+    kept = os.listdir(state_root / "replace")   # --keep-old: the replaced content, as a private file
+    assert len(kept) == 1 and kept[0].startswith(f"mysql-{db.name}-") and ".previous-" in kept[0]
+    assert stat.S_IMODE(os.stat(state_root / "replace" / kept[0]).st_mode) == 0o600
+    assert b"oc_added_later" in (state_root / "replace" / kept[0]).read_bytes()
+    assert f"kept copy of replaced data: {state_root / 'replace' / kept[0]}" in err
 
-    os.unlink(private_tmp / kept[0])
+    os.unlink(state_root / "replace" / kept[0])
     db.change()
     result = dbpipe("dbpipe-restore", *db.args(), "--drop-old", "--mode", "replace", stdin=stream, env=env)
     assert result.returncode == 0, result.stderr
     assert db.fingerprint() == before
-    assert os.listdir(private_tmp) == []
+    assert os.listdir(private_tmp) == [] and os.listdir(state_root / "replace") == []
 
 
 def test_pgsql_large_objects_survive_the_single_transaction(prepared, fresh, env):
@@ -341,3 +344,11 @@ def test_pgsql_large_objects_survive_the_single_transaction(prepared, fresh, env
     result = dbpipe("dbpipe-restore", *fresh.args(), stdin=stream, env=env)
     assert result.returncode == 0, result.stderr
     assert fresh.fingerprint() == before
+
+
+def test_physical_chains_follow_the_one_state_root(tmp_path, env, state_root):
+    """$DBPIPE_STATE_DIR moves every record of dbpipe, physical chains included."""
+    result = dbpipe("dbpipe-mariabackup", "--forget-job", "7", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "nothing to forget" in result.stderr.decode()
+    assert (state_root / "mariabackup" / "default" / "lock").exists()

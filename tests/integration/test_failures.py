@@ -22,9 +22,9 @@ import pytest
 from ..conftest import ENGINE_PARAMS, _engine_id
 from ..helpers import dbpipe
 from ..servers import free_port
-from .kit import (DUMP_TOOLS, LOADERS, LeftoverWatch, alive, assert_failed, assert_result,
-                  big, dump_bytes, finish, has_trailer, limited_mysql, new_database, payload, prepared,
-                  read_all, start, synthetic_stream, verify_bytes, wait_for, wait_for_child)
+from .kit import (DUMP_TOOLS, LOADERS, LeftoverWatch, add_big_table, alive, assert_failed, assert_result,
+                  big, descendants, dump_bytes, error_line, finish, has_trailer, limited_mysql, new_database,
+                  payload, prepared, read_all, start, synthetic_stream, verify_bytes, wait_for, wait_for_child)
 
 __all__ = ["big", "prepared"]  # module-scoped fixtures, one set per engine
 
@@ -417,3 +417,56 @@ def test_the_leftover_watch_catches_an_orphaned_process():
         with LeftoverWatch():
             subprocess.run(["sh", "-c", "sleep 60 >/dev/null 2>&1 &"], check=True, capture_output=True,
                            timeout=10)
+
+
+def test_sigterm_around_the_sqlite_rename_reports_what_happened(server_pool, tmp_path, env, syslog):
+    """SIGTERM at many moments around the rename that puts the new file in
+    place (after the kept copy is made): the exit code and the last line always
+    say what happened - 143 and the database untouched, or 0, 'restore
+    complete' and the new database (a cancel that came too late is named)."""
+    import sqlite3
+
+    db = new_database("sqlite", server_pool, tmp_path)
+    add_big_table(db, 20_000)
+    stream = dump_bytes(db)
+    directory = os.path.dirname(db.path)
+    outcomes = []
+    for attempt, delay in enumerate([0, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05] * 2):
+        with contextlib.closing(sqlite3.connect(db.path)) as conn, conn:
+            conn.execute("INSERT INTO oc_blobs VALUES (?, NULL, 'before this attempt')", (1000 + attempt,))
+        with LeftoverWatch():
+            proc = start("dbpipe-restore", *db.args(), "--keep-old-copies", "0", env=env)
+            proc.stdin.write(stream)
+            proc.stdin.close()
+            # the kept copy is the last step before the rename: once its sqlite3 is gone, the rename is next
+            wait_for(lambda: any(".dbpipe-old-" in n for n in os.listdir(directory)), "the kept copy",
+                     interval=0.001)
+            wait_for(lambda pid=proc.pid: not alive_sqlite_children(pid), "the kept copy's end", interval=0.0005)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGTERM)
+            code, stderr = finish(proc)
+        replaced = not _has_row(db.path, 1000 + attempt)
+        last = error_line(stderr, "dbpipe-restore")
+        if code == 143:
+            assert not replaced and last == "cancelled by SIGTERM", stderr
+        else:
+            assert code == 0 and replaced and last.startswith("restore complete"), stderr
+            if "SIGTERM arrived" in stderr:
+                assert "nothing was cancelled" in stderr
+        outcomes.append((code, "SIGTERM arrived" in stderr))
+        for name in os.listdir(directory):
+            assert ".dbpipe-new-" not in name
+            if ".dbpipe-old-" in name:
+                os.unlink(os.path.join(directory, name))
+    assert (0, True) in outcomes, outcomes          # some signals came while the rename ran, or after
+
+
+def alive_sqlite_children(pid: int) -> bool:
+    return any(p.comm == "sqlite3" and p.state != "Z" for p in descendants(pid))
+
+
+def _has_row(path: str, row: int) -> bool:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT COUNT(*) FROM oc_blobs WHERE id = ?", (row,)).fetchone()[0] == 1

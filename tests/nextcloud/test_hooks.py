@@ -4,9 +4,11 @@ real signals, real database servers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
+import subprocess
 
 import pytest
 
@@ -139,6 +141,53 @@ def test_a_file_that_is_not_a_dump_is_never_removed(plain_install, run_hook, tmp
     assert result.returncode == 64
     assert "is not a dbpipe dump; not removing it" in text(result)
     assert dump.read_text() == "precious, not a dump\n"
+
+
+def test_dump_to_never_overwrites_a_file_that_is_not_a_dump_of_this_installation(plain_install, run_hook,
+                                                                                   tmp_path, state_dir, syslog):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("an admin's notes\n")
+
+    result = run_hook(BEFORE, plain_install, "--dump-to", notes)
+
+    assert result.returncode == 73, text(result)
+    assert result.stderr.decode().splitlines()[-1] == (
+        f"nextcloud-before-backup: --dump-to {notes} exists and is not a dbpipe dump of sqlite "
+        f"{plain_install.database.path}: not overwriting it (move it away or choose another file)")
+    assert notes.read_text() == "an admin's notes\n" and plain_install.calls() == []
+    assert_back_to_normal(plain_install, state_dir)
+    result = run_hook(AFTER, plain_install, "--dump-to", notes)          # RunsOnFailure
+    assert result.returncode == 64 and notes.read_text() == "an admin's notes\n"
+    # a dump of this installation, left by an earlier run, is replaced
+    dump = tmp_path / "nextcloud.sql"
+    for _ in range(2):
+        result = run_hook(BEFORE, plain_install, "--dump-to", dump)
+        assert result.returncode == 0, text(result)
+        assert run_hook(AFTER, plain_install, "--dump-to", dump, "--keep-dump").returncode == 0
+    assert dbpipe("dbpipe-verify", dump).returncode == 0
+
+
+def test_a_full_disk_under_dump_to_names_the_file(plain_install, run_hook, tmp_path, state_dir, syslog):
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    try:
+        with open(full / "filler", "wb") as filler:
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"x" * 4096)
+                    filler.flush()
+        dump = full / "nextcloud.sql"
+
+        result = run_hook(BEFORE, plain_install, "--dump-to", dump)
+
+        assert result.returncode == 73, text(result)
+        assert result.stderr.decode().splitlines()[-1] == (
+            f"nextcloud-before-backup: cannot write {dump}: No space left on device")
+        assert_back_to_normal(plain_install, state_dir)
+        assert sorted(os.listdir(full)) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
 
 
 def test_dump_inside_the_web_root_is_refused_before_anything_changes(plain_install, run_hook):

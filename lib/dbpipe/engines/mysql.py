@@ -28,11 +28,11 @@ import time
 from .. import stamps
 from ..credentials import mysql_option_args, mysql_option_fd
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
-                      UnavailableError)
+                      TempFailure, UnavailableError)
 from ..leftovers import KeptCopy
 from ..log import log
 from ..safety import HalfRestored, SafetyDumps
-from ..process import Child, find_tool
+from ..process import Child, find_tool, point_of_no_return
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
@@ -49,6 +49,7 @@ TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")
 MAX_NAME = 64
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
 CONNECT_TIMEOUT = 30
+SWAP_WAIT = 600       # seconds a restore waits for another one's swap into the same database
 # One table for both ways a MySQL error reaches us: an error code from
 # pymysql, or a client tool's stderr line (which carries the code, or words).
 ERRORS = (  # (codes, words in the message, error class)
@@ -282,6 +283,7 @@ class MysqlEngine(Engine):
                 self._load_file(target, spool, target.database)
             except DbpipeError as exc:
                 self._roll_back(conn, target, record, safety, options, exc, made_now)
+            point_of_no_return(f"after {target.database} was loaded")
             safety.clear()
         if record.previous and made_now and not options.keep_old:
             os.unlink(record.previous)
@@ -547,6 +549,21 @@ class Swap:
         self.conn, self.live, self.staging = conn, live, staging
 
     def run(self, keep_old: bool, live: LiveChange) -> str:
+        """One swap at a time per live database: two restores started together
+        would otherwise read each other's half-moved triggers."""
+        name = _lock_name("swap:" + self.live)
+        got = _execute(self.conn, "SELECT GET_LOCK(%s, %s)", (name, SWAP_WAIT), context="cannot lock the swap")
+        if got and got[0][0] != 1:
+            raise TempFailure(f"another restore of {self.live} is swapping its tables in for more than "
+                              f"{SWAP_WAIT} s; try again later")
+        try:
+            return self._run(keep_old, live)
+        finally:
+            with contextlib.suppress(DbpipeError):
+                _execute(self.conn, "SELECT RELEASE_LOCK(%s)", (name,))
+
+    def _run(self, keep_old: bool, live: LiveChange) -> str:
+        point_of_no_return(f"while the tables of {self.live} were being swapped in")
         live.begin()
         if not _database_exists(self.conn, self.live):
             _create_database(self.conn, self.live, like=self.staging)

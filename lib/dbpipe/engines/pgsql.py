@@ -17,7 +17,7 @@ from ..credentials import pgpass_environment
 from ..errors import (CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied,
                       UnavailableError)
 from ..log import log
-from ..process import Child, find_tool, run
+from ..process import Child, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
@@ -256,6 +256,7 @@ class PgsqlEngine(Engine):
         check_engine(self.name, pump)
         self._ensure_database(target)
         self._load(target, pump, options.live)
+        point_of_no_return(f"after {target.database} was committed")
         return RestoreResult("one transaction (drop everything, load, commit after verification)")
 
     def _load(self, target: Target, pump: Pump, live: LiveChange | None = None) -> Trailer:

@@ -20,7 +20,7 @@ from ..errors import DataError, NoInputError, PermissionDenied, UsageError
 from ..files import fsync_directory, temporary_beside
 from ..leftovers import KeptCopy
 from ..log import log
-from ..process import RunAs, find_tool, run
+from ..process import RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
@@ -77,6 +77,7 @@ class SqliteEngine(Engine):
             journal = self._sql(path, "PRAGMA journal_mode", owner, readonly=True) if exists else ""
             self._check_and_prepare(new, journal, owner)
             kept = self._keep_previous(path, owner) if exists and options.keep_old else ""
+            point_of_no_return(f"while {path} was being replaced")
             options.live.begin()
             _swap_in(new, path)
         log.info("restored %s%s", path, f"; previous database kept as {kept}" if kept else "")

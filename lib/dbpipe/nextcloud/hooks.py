@@ -24,7 +24,7 @@ from ..restore import restore
 from ..target import Target
 from . import snapshot_backup
 from .cycle import Hook, HookOptions, Scan
-from .dumpfile import remove_dump
+from .dumpfile import refuse_foreign, remove_dump
 from .guard import shielded
 from .maintenance import on_off
 from .report import StepReport
@@ -47,6 +47,8 @@ def before_backup(options: HookOptions, dump_to: str | None,
         snapshot_backup.before_backup(hook, database)
         return
     database = _dump_target(hook, dump_to, target) if dump_to else None
+    if dump_to:
+        refuse_foreign(dump_to, database)
     with hook.session() as deadline:
         state = hook.begin(options.method)
         try:

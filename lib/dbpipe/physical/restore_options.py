@@ -81,7 +81,7 @@ def _copy_back_parser(commands) -> None:
     sub.add_argument("--settle", type=cli.seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
                      help=f"after maintenance on, wait for running requests (default: {DEFAULT_SETTLE:g})")
     sub.add_argument("--state-dir", metavar="DIR", help="chain state of dbpipe-mariabackup to retire "
-                     f"(default: {state.DEFAULT_STATE_ROOT}/default if it exists)")
+                     f"(default: {state.chains_root()}/default if it exists)")
     cli.add_keep_old_copies(sub, "the data directory (DATADIR.dbpipe-old-*, .dbpipe-failed-*)")
     _tool_options(sub, prepare_options=False)
     cli.add_target_options(sub, "how to reach the restarted server (mysql)", nextcloud=False)
@@ -89,7 +89,7 @@ def _copy_back_parser(commands) -> None:
 
 
 def _run_copy_back(args: argparse.Namespace) -> None:
-    default_state = os.path.join(state.DEFAULT_STATE_ROOT, "default")
+    default_state = os.path.join(state.chains_root(), "default")
     request = copyback.CopyBackRequest(
         directory=args.directory, datadir=args.datadir,
         service=Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),

@@ -14,11 +14,17 @@ import os
 from dataclasses import dataclass, field
 
 from .. import stamps
-from ..files import atomic_write, exclusive_lock, fsync_directory
+from ..files import atomic_write, exclusive_lock, fsync_directory, state_root
 from ..log import log
 from .piece import Piece
 
-DEFAULT_STATE_ROOT = "/var/lib/dbpipe/mariabackup"
+
+def chains_root() -> str:
+    """Where chains live: below the one state root (files.state_root, which
+    follows $DBPIPE_STATE_DIR), like every other record of dbpipe."""
+    return os.path.join(state_root(), "mariabackup")
+
+
 STATE_FILE = "chain.json"
 LOCK_FILE = "lock"
 FORMAT = 1
