@@ -154,7 +154,8 @@ def test_dump_to_never_overwrites_a_file_that_is_not_a_dump_of_this_installation
     assert result.stderr.decode().splitlines()[-1] == (
         f"nextcloud-before-backup: --dump-to {notes} exists and is not a dbpipe dump of sqlite "
         f"{plain_install.database.path}: not overwriting it (move it away or choose another file)")
-    assert notes.read_text() == "an admin's notes\n" and plain_install.calls() == []
+    assert notes.read_text() == "an admin's notes\n"
+    assert [call["args"][0] for call in plain_install.calls()] == ["config:list"]    # read only
     assert_back_to_normal(plain_install, state_dir)
     result = run_hook(AFTER, plain_install, "--dump-to", notes)          # RunsOnFailure
     assert result.returncode == 64 and notes.read_text() == "an admin's notes\n"
@@ -172,11 +173,11 @@ def test_a_full_disk_under_dump_to_names_the_file(plain_install, run_hook, tmp_p
     full.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
     try:
-        with open(full / "filler", "wb") as filler:
-            with contextlib.suppress(OSError):
-                while True:
-                    filler.write(b"x" * 4096)
-                    filler.flush()
+        fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"x" * 4096)
+        os.close(fd)
         dump = full / "nextcloud.sql"
 
         result = run_hook(BEFORE, plain_install, "--dump-to", dump)

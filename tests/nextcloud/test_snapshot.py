@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import signal
@@ -115,6 +116,9 @@ def test_nextcloud_is_closed_for_the_window_only_and_the_job_reads_the_window(
     window = [line for line in lines(before) if line.startswith("maintenance window:")]
     assert len(window) == 1 and WINDOW.match(window[0]), lines(before)
     assert any(line.startswith("window: ") for line in lines(before))
+    [record] = state_dir.glob("*.snapshot.json")        # the record says the same window
+    seconds = json.loads(record.read_text())["window"]
+    assert seconds > 0 and f"maintenance window: {seconds:.1f} s" == window[0]
     commands = install.commands()
     assert commands.index("maintenance:mode --on") < commands.index("maintenance:mode --off")
     # the FileSet's paths, computed before the hook ran, are the view's mounts

@@ -91,6 +91,8 @@ def before_backup(hook: Hook, database: Target) -> None:
                 hook.resume(state)
             closed.append(True)
             if hook.maintenance.off_at:
+                # what the hook printed as 'maintenance window' (saved with the record's next save)
+                record.window = round(hook.maintenance.off_at - (state.switched_on or clock.marks[0][1]), 3)
                 clock.mark("off", hook.maintenance.off_at)
                 report.step(f"window: {clock.breakdown()}")
 
