@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import time
 
 import pytest
 
@@ -299,3 +300,47 @@ def test_after_a_good_bpipe_writer_the_hook_finishes_the_restore(plain_install, 
 
     assert result.returncode == 0, text(result)
     assert not install.maintenance
+
+
+def test_sigterm_during_the_replace_mode_fallback_is_a_cancel(nc_root, server_pool, occ_variant, run_hook,
+                                                              start_hook, tmp_path, state_dir):
+    """An account that may not create databases gets replace mode; a SIGTERM
+    while it loads puts the previous content back and is a cancel (143), not
+    a damaged dump (65) - an admin must not throw away a good backup."""
+    from ..integration.kit import add_big_table
+    from .conftest import _install
+
+    server = server_pool.get("mysql", "local")
+    db, values = installs.mysql_database(server)
+    for host in ("%", "localhost"):
+        server.sql(f"REVOKE ALL PRIVILEGES ON *.* FROM '{values['dbuser']}'@'{host}'")
+    definer = f"`{values['dbuser']}`@`localhost`"    # as when Nextcloud made them: replace mode can put them back
+    db.sql(f"CREATE OR REPLACE DEFINER={definer} VIEW oc_big_files AS "
+           "SELECT fileid, name FROM oc_filecache WHERE size > 50000;"
+           "DROP TRIGGER oc_filecache_etag;"
+           f"CREATE DEFINER={definer} TRIGGER oc_filecache_etag BEFORE INSERT ON oc_filecache "
+           "FOR EACH ROW SET NEW.etag = COALESCE(NEW.etag, MD5(NEW.path))")
+    add_big_table(db, 40_000)
+    install = _install(nc_root, (db, values), occ_variant)
+    dump = tmp_path / "nextcloud.sql"
+    try:
+        back_up(install, run_hook, dump)
+        db.change()
+        live = db.fingerprint()
+        hook = start_hook(RESTORE, install, "--dump-from", dump)
+        deadline = time.monotonic() + 120
+        while server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                         f"WHERE DB = '{db.name}' AND INFO LIKE 'INSERT INTO `oc_big`%'") in ("", "0"):
+            assert time.monotonic() < deadline and hook.proc.poll() is None, hook.lines
+            time.sleep(0.02)
+        hook.proc.send_signal(signal.SIGTERM)
+        code, stderr = hook.finish(180)
+
+        assert code == 143, stderr
+        assert stderr.strip().splitlines()[-1] == \
+            "nextcloud-after-restore: cancelled by SIGTERM; the previous content was put back"
+        assert "restore mode: replace (account may not create databases)" in stderr
+        assert db.fingerprint() == live
+        assert not install.maintenance and list(state_dir.glob("*.json")) == []
+    finally:
+        server.drop_database(db.name)
