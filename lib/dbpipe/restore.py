@@ -54,14 +54,15 @@ def restore(target: Target, in_fd: int, options: RestoreOptions,
             destination: FileDestination | None = None) -> Trailer | None:
     """Restore the stream on in_fd.  Whatever fails, stdin is read to its end."""
     started = time.monotonic()
-    with no_return_scope(), Pump(in_fd).draining() as pump:
-        pump.require_header("stream to restore")
-        if destination is not None:
-            trailer = write_file(pump, destination)
-        else:
-            trailer = _restore_live(target, pump, options)
-    seconds = time.monotonic() - started
-    log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
+    with no_return_scope():   # a cancel that comes too late is named after this line, as the last
+        with Pump(in_fd).draining() as pump:
+            pump.require_header("stream to restore")
+            if destination is not None:
+                trailer = write_file(pump, destination)
+            else:
+                trailer = _restore_live(target, pump, options)
+        seconds = time.monotonic() - started
+        log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
     return trailer
 
 
