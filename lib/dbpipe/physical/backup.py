@@ -23,6 +23,7 @@ from ..files import sync_if_file
 from ..bareos import BareosJob
 from ..log import Progress, human_bytes, log
 from ..process import Child
+from ..safety import refuse_dump
 from ..stream import StreamWriter
 from ..target import Target
 from ..transfer import copy_dump
@@ -88,6 +89,7 @@ def _a(level: str) -> str:
 
 def backup(target: Target, out_fd: int, request: BackupRequest) -> Piece:
     """Write one backup of the chain to out_fd; return its piece once recorded."""
+    refuse_dump(target, "all")     # no half-restored database goes into a backup (safety.py)
     state_dir = StateDir(request.state_dir)
     with state_dir.locked():
         facts = server_facts(target)
