@@ -231,6 +231,30 @@ def test_a_failing_snapshot_puts_maintenance_back_and_fails_with_one_line(
     assert_all_removed(fs, sqlite_site, state_dir, snapshot_root)
 
 
+def test_a_full_state_directory_names_the_stream_file_and_exits_73(
+        fs, sqlite_site, run_hook, tmp_path, snapshot_root):
+    """Room for the record and the lock, not for the database stream."""
+    state = tmp_path / "full-state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(state)], check=True)
+    try:
+        fd = os.open(state / "filler", os.O_WRONLY | os.O_CREAT)
+        os.write(fd, b"x" * (256 - 48) * 1024)
+        os.close(fd)
+        stream = state / f"nextcloud-{key_of(sqlite_site)}.snapshot.sql"
+
+        result = run_hook(BEFORE, sqlite_site, *snapshot_args(snapshot_root), state=state)
+
+        assert result.returncode == 73, text(result)
+        assert result.stderr.decode().strip().splitlines()[-1] == \
+            f"nextcloud-before-backup: cannot write {stream}: No space left on device"
+        assert not sqlite_site.maintenance
+        assert sorted(p.name for p in state.iterdir() if p.suffix != ".lock") == ["filler"]
+        assert btrfs.mounts_below(snapshot_root) == []
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
+
+
 def test_a_crashed_runs_snapshot_is_removed_by_the_next_run_and_nothing_else(
         fs, sqlite_site, start_hook, run_hook, state_dir, snapshot_root):
     install = sqlite_site
