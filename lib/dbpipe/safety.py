@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from . import stamps
-from .errors import ConfigError, TempFailure
+from .errors import CantCreateError, ConfigError, TempFailure
 from .files import atomic_write, fsync_directory, publish, state_root, temporary_beside
 from .leftovers import KeptCopy
 from .log import log
@@ -117,7 +117,11 @@ class SafetyDumps:
                                             f"{os.urandom(2).hex()}.sql")
         with temporary_beside(self.directory, f".{self.key}.previous.") as (handle, temporary):
             yield handle, path
-            os.fsync(handle.fileno())
+            try:
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise CantCreateError(f"cannot write the safety dump {path}: {exc.strerror}; "
+                                      "nothing was changed") from None
             publish(temporary, path, overwrite=False)
 
     def kept(self) -> list[KeptCopy]:
