@@ -20,10 +20,11 @@ HERE = Path(__file__).resolve().parent
 OCC_DOUBLE = HERE / "occ.php"
 WEB_USER = "www-data"
 USERS = ("alice", "bob")
-# occ double variants: today's command set, and the next Nextcloud's (PR 56754),
-# which offers only these two commands while maintenance mode is on
-OCC_VARIANTS = ("current", "next")
-NEXT_MAINTENANCE_COMMANDS = ("maintenance:mode", "status")
+# the Nextcloud lines the occ double reproduces (see occ.php, "WHICH NEXTCLOUD"):
+# config.php's version picks the line; pr56754 is nextcloud/server PR 56754
+# (only maintenance:mode, status and _completion offered in maintenance mode)
+OCC_VARIANTS = ("30", "31", "32", "pr56754")
+VARIANT_VERSIONS = {"30": "30.0.16.1", "31": "31.0.10.2", "32": "32.0.2.2", "pr56754": "33.0.0.4"}
 
 
 def web_account() -> pwd.struct_passwd:
@@ -127,7 +128,7 @@ def base_system(root: Path) -> dict:
         "datadirectory": str(root / "data"),
         "overwrite.cli.url": "http://localhost",
         "dbtableprefix": "oc_",
-        "version": "29.0.4.1",
+        "version": VARIANT_VERSIONS["32"],
         "installed": True,
         "maintenance": False,
         "data-fingerprint": "",
@@ -135,11 +136,14 @@ def base_system(root: Path) -> dict:
 
 
 def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
-          occ: bool = True, users=USERS, variant: str = "current") -> Installation:
+          occ: bool = True, users=USERS, variant: str = "32") -> Installation:
     """Write the tree; split maps extra file names to the keys they carry;
-    variant picks the occ double's command set (OCC_VARIANTS)."""
+    variant picks the Nextcloud line the occ double is (OCC_VARIANTS).  A
+    version in db_values older than the variant's is a database that
+    needs 'occ upgrade' under that code."""
     (root / "config").mkdir(parents=True)
-    values = {**base_system(root), **db_values}
+    code = VARIANT_VERSIONS[variant]
+    values = {**base_system(root), "version": code, **db_values}
     data = Path(values["datadirectory"])
     data.mkdir(parents=True, exist_ok=True)
     (data / ".ocdata").write_text("")
@@ -154,8 +158,10 @@ def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
         (root / "config" / name).write_text(php_config(extra))
     if occ:
         shutil.copyfile(OCC_DOUBLE, root / "occ")
-    if variant == "next":
-        (root / "occ-maintenance-commands").write_text("\n".join(NEXT_MAINTENANCE_COMMANDS) + "\n")
+    if variant == "pr56754":
+        (root / "occ-pr56754").write_text("")
+    if values["version"] != code:
+        (root / "occ-code-version").write_text(code + "\n")
     give_to_web_user(root)
     return Installation(root)
 

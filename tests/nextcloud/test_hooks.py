@@ -8,17 +8,10 @@ import os
 import signal
 import stat
 
-import pytest
 
 from ..helpers import chown_tree, dbpipe, id_without_account
 from . import installs
 from .conftest import lines, text
-
-
-@pytest.fixture(params=installs.OCC_VARIANTS, autouse=True)
-def occ_variant(request):
-    """Every test here runs against today's occ and the next Nextcloud's."""
-    return request.param
 
 
 BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 
 from ..errors import ConfigError, DbpipeError
@@ -23,6 +24,9 @@ from ..log import log
 from ..process import run
 from .installation import Installation, php_environment
 from .occ import DEFAULT_TIMEOUT, CommandUnavailable, Occ, OccError, occ_message, parse_json
+
+# DataFingerprint::execute() of later releases: "Updated data-fingerprint to <md5>"
+_FINGERPRINT = re.compile(r"Updated data-fingerprint to ([0-9a-f]{32})")
 
 # Config::readData(): config.php first, then config/*.config.php in natural
 # order, later files winning; each read under a shared lock.  Unlike
@@ -129,10 +133,12 @@ class SystemConfig:
 
     def new_fingerprint(self) -> str:
         """maintenance:data-fingerprint; where it is undefined, the same value
-        Nextcloud sets (md5 of the current Unix time), written by PHP."""
+        Nextcloud sets (md5 of the current Unix time), written by PHP.  Some
+        releases print the new value, others print nothing: then it is read
+        back."""
         try:
-            result = self.occ.run("maintenance:data-fingerprint")
-            return result.stdout.strip().rsplit(" ", 1)[-1] if result.stdout.strip() else "?"
+            said = _FINGERPRINT.search(self.occ.run("maintenance:data-fingerprint").stdout)
+            return said.group(1) if said else str(self.values().get("data-fingerprint") or "?")
         except CommandUnavailable as exc:
             self._falling_back(exc)
         value = hashlib.md5(str(int(time.time())).encode()).hexdigest()
