@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import time
 
 
 from ..helpers import chown_tree, dbpipe, id_without_account
@@ -250,4 +251,36 @@ def test_lost_record_is_recovered_through_the_marker(plain_install, run_hook, st
 
     assert result.returncode == 0, text(result)
     assert "putting back: maintenance mode (was off before) by our marker in config.php" in text(result)
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_a_config_php_rewritten_behind_occ_is_caught_and_maintenance_goes_back(plain_install, run_hook,
+                                                                               start_hook, state_dir):
+    """Another writer rewrites config.php between occ's --on and the status
+    that confirms it, keeping maintenance on but losing our marker: occ status
+    cannot tell, config.php read back can; the hook fails with one line and
+    puts maintenance mode back (issue 16, point 9)."""
+    assert run_hook(BEFORE, plain_install).returncode == 0   # learn the order of the calls
+    commands = plain_install.commands()
+    confirming = sum(1 for c in commands[:commands.index("maintenance:mode --on")] if c.startswith("status"))
+    assert run_hook(AFTER, plain_install).returncode == 0
+    plain_install.fail({"match": "status", "action": "pause", "skip": confirming, "times": 1})
+
+    hook = start_hook(BEFORE, plain_install)
+    deadline = time.monotonic() + 30
+    while plain_install.commands()[-1:] != ["status --output=json"] or not plain_install.maintenance:
+        assert time.monotonic() < deadline and hook.proc.poll() is None, "the hook never paused"
+        time.sleep(0.05)
+    values = plain_install.file_config()
+    del values[MARKER]
+    plain_install.config_file.write_text(installs.php_config(values))   # the other writer
+    (plain_install.root / "occ-resume").write_text("")
+    code, stderr = hook.finish()
+
+    assert code == 75, stderr
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == (
+        f"nextcloud-before-backup: {plain_install.config_file} lacks 'dbpipe.maintenance' => true right "
+        "after occ maintenance:mode --on, though occ status reports it on: another writer changed "
+        "config.php meanwhile; run the job again")
+    assert "failed: putting back the previous state" in hook.lines
     assert_back_to_normal(plain_install, state_dir)

@@ -57,6 +57,21 @@ PRINT_CONFIG_PHP = READ_CONFIG_PHP + r"""
 echo json_encode(['system' => dbpipe_read_config($dir)],
                  JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
 """
+# config.php alone, as the web server and a backup of config/ will see it there
+PRINT_CONFIG_FILE_PHP = r"""
+$file = rtrim($argv[1], '/') . '/config/config.php';
+$handle = @fopen($file, 'r');
+if ($handle === false) { fwrite(STDERR, "Could not open the config file $file\n"); exit(3); }
+flock($handle, LOCK_SH);
+unset($CONFIG);
+ob_start();
+include $file;
+ob_end_clean();
+flock($handle, LOCK_UN);
+fclose($handle);
+echo json_encode(['system' => (isset($CONFIG) && is_array($CONFIG)) ? $CONFIG : []],
+                 JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
+"""
 # Config::writeData(), for one key of config.php: argv root, set|delete, key, JSON value.
 WRITE_CONFIG_PHP = READ_CONFIG_PHP + r"""
 function dbpipe_fail(string $message) { fwrite(STDERR, $message . "\n"); exit(3); }
@@ -159,9 +174,11 @@ class SystemConfig:
         log.debug("%s %s in %s with PHP", action, key, inst.config_file)
 
 
-def read_with_php(installation: Installation, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    """The merged config as Nextcloud reads it, without occ."""
-    argv = [installation.php, "-r", PRINT_CONFIG_PHP, "--", installation.root]
+def read_with_php(installation: Installation, timeout: float = DEFAULT_TIMEOUT,
+                  program: str = PRINT_CONFIG_PHP) -> dict:
+    """The merged config as Nextcloud reads it, without occ (or, with
+    PRINT_CONFIG_FILE_PHP, config.php alone)."""
+    argv = [installation.php, "-r", program, "--", installation.root]
     result = run(argv, timeout=timeout, env_extra=php_environment(),
                  run_as=installation.run_as(), cwd=installation.root)
     if result.code != 0:
