@@ -284,3 +284,17 @@ def test_a_config_php_rewritten_behind_occ_is_caught_and_maintenance_goes_back(p
         "config.php meanwhile; run the job again")
     assert "failed: putting back the previous state" in hook.lines
     assert_back_to_normal(plain_install, state_dir)
+
+
+def test_php_warnings_before_the_json_are_passed_over(plain_install, run_hook, state_dir):
+    """A deprecated app or php.ini makes PHP print a warning on stdout before
+    every occ output, JSON included."""
+    (plain_install.root / "occ-php-warning").write_text("Creation of dynamic property is deprecated")
+
+    before = run_hook(BEFORE, plain_install)
+    on = plain_install.maintenance
+    after = run_hook(AFTER, plain_install)
+
+    assert before.returncode == 0 and on, text(before)
+    assert after.returncode == 0, text(after)
+    assert_back_to_normal(plain_install, state_dir)

@@ -63,6 +63,7 @@ def test_full_cycle_restores_the_dump_and_brings_nextcloud_back(any_install, run
     config = install.config()
     assert config["maintenance"] is False and MARKER not in config
     assert re.fullmatch(r"[0-9a-f]{32}", config["data-fingerprint"])
+    assert f"data fingerprint: updated to {config['data-fingerprint']}" in lines(result)
     calls, commands = install.calls()[first:], install.commands()[first:]
     assert calls[index(commands, "maintenance:data-fingerprint")]["maintenance"] is True
     assert index(commands, "maintenance:mode --off") < index(commands, "files:scan")
