@@ -928,13 +928,14 @@ function run_command(string $command, array $definitions, Config $config, string
 }
 
 php_warning($ROOT);
-check_owner($CONFIG_FILE);
-pcntl_warning($argv);
 $tokens = array_slice($argv, 1);
 $command = null;
 $definitions = definitions();
 try {
+    // console.php: lib/base.php (reading the config) first, then the owner check
     $config = new Config($CONFIG_DIR);
+    check_owner($CONFIG_FILE);
+    pcntl_warning($argv);
     [$line, $code] = code_line($ROOT, $config);
     $installed = filter_var($config->getValue('installed', false), FILTER_VALIDATE_BOOLEAN);
     $maintenance = $installed && maintenance_on($config);

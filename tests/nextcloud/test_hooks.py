@@ -298,3 +298,16 @@ def test_php_warnings_before_the_json_are_passed_over(plain_install, run_hook, s
     assert before.returncode == 0 and on, text(before)
     assert after.returncode == 0, text(after)
     assert_back_to_normal(plain_install, state_dir)
+
+
+def test_an_installation_not_installed_yet_is_refused_and_left_alone(plain_install, run_hook, state_dir):
+    values = plain_install.file_config()
+    plain_install.config_file.write_text(installs.php_config({**values, "installed": False}))
+    config = plain_install.config_file.read_bytes()
+
+    result = run_hook(BEFORE, plain_install)
+
+    assert result.returncode == 78, text(result)
+    assert f"Nextcloud in {os.path.realpath(plain_install.root)} is not installed" in text(result)
+    assert plain_install.config_file.read_bytes() == config
+    assert records(state_dir) == []
