@@ -65,17 +65,20 @@ class Installation:
         return self.root / "config" / "config.php"
 
     def config(self) -> dict:
-        """The merged config as Nextcloud reads it (config.php, then *.config.php)."""
+        """The merged config as Nextcloud reads it (config.php, then *.config.php,
+        each under a shared lock)."""
         code = ("$d=$argv[1].'/config/';$f=[$d.'config.php'];$e=glob($d.'*.config.php');natsort($e);"
-                "$m=[];foreach(array_merge($f,$e) as $x){unset($CONFIG);include $x;$m=array_merge($m,$CONFIG);}"
+                "$m=[];foreach(array_merge($f,$e) as $x){unset($CONFIG);$h=fopen($x,'r');flock($h,LOCK_SH);"
+                "include $x;flock($h,LOCK_UN);$m=array_merge($m,$CONFIG);}"
                 "echo json_encode($m);")
         out = subprocess.run(["php", "-r", code, "--", str(self.root)], check=True, capture_output=True,
                              text=True, env={"PATH": BARE_PATH}).stdout
         return json.loads(out or "{}") or {}
 
     def file_config(self) -> dict:
-        """config/config.php alone."""
-        code = "include $argv[1]; echo json_encode($CONFIG);"
+        """config/config.php alone (under a shared lock, as Nextcloud reads it:
+        occ may be rewriting it this very moment)."""
+        code = "$h=fopen($argv[1],'r');flock($h,LOCK_SH);include $argv[1];flock($h,LOCK_UN);echo json_encode($CONFIG);"
         out = subprocess.run(["php", "-r", code, "--", str(self.config_file)], check=True,
                              capture_output=True, text=True, env={"PATH": BARE_PATH}).stdout
         return json.loads(out)

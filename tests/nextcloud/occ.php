@@ -46,7 +46,10 @@
  * Not reproduced: -v/-q verbosity (no exception title, trace or quiet mode),
  * ANSI colours (a pipe is never a tty: SF StreamOutput::hasColorSupport),
  * OC_Util::checkServer() environment errors, commands dbpipe does not use
- * (registered by name for find(), they exit 70 here).
+ * (registered by name for find(), they exit 70 here; the name lists follow
+ * core/register_command.php closely but not completely, so a "Did you mean"
+ * list for a mistyped core command may differ), the line numbers of "In
+ * File.php line N:" headers (illustrative, they move with every release).
  *
  * Test instruments (files in the installation):
  * - occ-calls.log: one JSON line per call {uid, maintenance, args};

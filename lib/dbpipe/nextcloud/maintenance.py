@@ -15,7 +15,7 @@ import time
 from ..errors import ConfigError, TempFailure, UnavailableError
 from .occ import Occ, Status
 from .report import StepReport
-from .sysconfig import PRINT_CONFIG_FILE_PHP, SystemConfig, read_with_php
+from .sysconfig import SystemConfig
 
 MARKER = "dbpipe.maintenance"
 DEFAULT_SETTLE = 10.0
@@ -62,11 +62,10 @@ class Maintenance:
         this maintenance mode was ours.  occ status alone cannot tell: it
         merges *.config.php and NC_* overrides, and another writer may have
         rewritten config.php since."""
-        inst = self.occ.installation
-        values = read_with_php(inst, self.occ.timeout, PRINT_CONFIG_FILE_PHP)
+        values = self.config.file_values()
         missing = [f"'{key}' => true" for key in ("maintenance", MARKER) if values.get(key) is not True]
         if missing:
-            raise TempFailure(f"{inst.config_file} lacks {' and '.join(missing)} right after occ "
+            raise TempFailure(f"{self.occ.installation.config_file} lacks {' and '.join(missing)} right after occ "
                               f"maintenance:mode --on, though occ status reports it on: another writer "
                               f"changed config.php meanwhile; run the job again")
 

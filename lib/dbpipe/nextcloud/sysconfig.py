@@ -126,6 +126,11 @@ class SystemConfig:
             self._falling_back(exc)
         return read_with_php(self.installation, self.occ.timeout)
 
+    def file_values(self) -> dict:
+        """config.php alone, read by PHP: what a copy of config/ will hold,
+        whatever *.config.php or NC_* say on top."""
+        return read_with_php(self.installation, self.occ.timeout, PRINT_CONFIG_FILE_PHP)
+
     def set(self, key: str, value: bool | str) -> None:
         try:
             if isinstance(value, bool):
