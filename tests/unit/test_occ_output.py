@@ -146,3 +146,18 @@ def test_a_notice_alone_is_never_the_message(line):
     message = occ_message("Please specify the user id to scan, --all to scan for all users or --path=...\n"
                           + "\n" + stderr)
     assert message == "Please specify the user id to scan, --all to scan for all users or --path=..."
+
+
+def test_the_seen_failure_of_issue_19_now_falls_back():
+    """What an occ with Nextcloud 26's notice wording and PR 56754's command
+    set wrote in the acceptance run: the notice is no longer the message."""
+    stderr = ("Nextcloud is in maintenance mode, hence the database isn't accessible.\n"
+              "Cannot perform any command except 'maintenance:mode --off'\n"
+              + box('Command "maintenance:data-fingerprint" is not defined.', "", "Did you mean this?",
+                    "    maintenance:mode"))
+
+    error = occ_failure("maintenance:data-fingerprint", Completed(("php", "occ"), 1, "", stderr))
+
+    assert type(error) is CommandUnavailable
+    assert str(error) == ('occ maintenance:data-fingerprint failed (exit 1): '
+                          'Command "maintenance:data-fingerprint" is not defined.')

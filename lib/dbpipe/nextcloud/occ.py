@@ -25,8 +25,9 @@ _NOT_DEFINED = re.compile(r'Command "[^"]*" is not defined\.'
                           r'|There are no commands defined in the "[^"]*" namespace\.'
                           r'|The command "[^"]*" does not exist\.')
 # what Nextcloud's console.php and Application::loadCommands() write before a
-# command runs (state notices, memory and PCNTL warnings), in 30-32 and newer
+# command runs (state notices, memory and PCNTL warnings), in 26 to 32 and newer
 _NOTICE = re.compile(r"^(Nextcloud is in maintenance mode|Commands provided by apps are unavailable"
+                     r"|Cannot perform any command except 'maintenance:mode --off'"
                      r"|In maintenance mode logins are blocked|Proceed with maintenance activities"
                      r"|Nextcloud is not installed|Please use your browser or the \"occ "
                      r"|Nextcloud or one of (the|its) apps require|You may use your browser or the occ"
