@@ -16,8 +16,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-import pytest
 
+from .prerequisites import require_root
 from .servers import BARE_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,9 +89,8 @@ def sha256(path) -> str:
 @contextlib.contextmanager
 def reachable_tempdir(prefix: str, why: str):
     """A temp dir other accounts can enter (pytest's tmp_path is root-only, 0700);
-    skips unless we are root, who can hand files to those accounts."""
-    if os.geteuid() != 0:
-        pytest.skip(f"needs root: {why}")
+    skips (in CI: fails) unless we are root, who can hand files to those accounts."""
+    require_root(why)
     base = tempfile.mkdtemp(prefix=prefix)
     os.chmod(base, 0o755)
     try:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from .prerequisites import PACKAGES
+
 BARE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PG_BIN_CANDIDATES = sorted(
     (os.path.join("/usr/lib/postgresql", v, "bin") for v in os.listdir("/usr/lib/postgresql"))
@@ -176,6 +178,10 @@ def _make_workdir(prefix: str) -> str:
 
 def _setup(argv: list[str], **kwargs) -> None:
     """Run a server set-up tool; its own words when it fails (CalledProcessError hides them)."""
+    path = kwargs.get("env", {}).get("PATH", BARE_PATH)
+    if not os.path.isabs(argv[0]) and not shutil.which(argv[0], path=path):
+        raise RuntimeError(f"{argv[0]} missing: install {PACKAGES.get(argv[0], argv[0])} "
+                           f"(tools/system-deps test)")
     result = subprocess.run(argv, capture_output=True, **kwargs)
     if result.returncode != 0:
         said = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()[-15:]
@@ -244,7 +250,7 @@ def _pg_bin(name: str, bin_dir: str | None = None) -> str:
             return path
     found = shutil.which(name, path=BARE_PATH)
     if not found:
-        raise RuntimeError(f"{name} not found: install postgresql")
+        raise RuntimeError(f"{name} not found: install {PACKAGES.get(name, 'postgresql')} (tools/system-deps test)")
     return found
 
 

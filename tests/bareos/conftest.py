@@ -23,6 +23,7 @@ import pytest
 from ..conftest import SPECS
 from ..helpers import BARE_PATH, SyslogCollector, bareos_env
 from ..nextcloud import installs
+from ..prerequisites import missing_tools, packages_for
 from . import testbed
 from .testbed import Bareos, ShippedConfig
 
@@ -32,9 +33,11 @@ PSEUDO_FILE = "/NEXTCLOUD/database.sql"
 def prerequisites() -> str | None:
     if os.getuid() != 0:
         return "the real-Bareos tests run the file daemon as root, as bareos-fd runs: run them as root"
-    for tool in ("php", "mariadbd", "mariabackup", "psql", "initdb"):
-        if not shutil.which(tool, path=BARE_PATH + ":/usr/lib/postgresql/15/bin"):
-            return f"{tool} is missing: run 'make test' once as root (tools/system-deps installs it)"
+    absent = missing_tools(("php", "mariadbd", "mariabackup", "psql", "initdb"),
+                           BARE_PATH + ":/usr/lib/postgresql/15/bin")
+    if absent:
+        return (f"{', '.join(absent)} missing: install {' '.join(packages_for(absent))} "
+                f"(tools/system-deps test, run by make test-bareos as root)")
     return None
 
 

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from ..helpers import BIN, bareos_argv, bareos_env, dbpipe, last_line
+from ..prerequisites import not_applicable
 from .kit import (LeftoverWatch, assert_result, dump_bytes, limited_mysql, new_database, payload,
                   prepared, synthetic_stream, wait_for)
 
@@ -222,7 +223,7 @@ def fresh(request, prepared, server_pool, tmp_path):
 
 def test_keep_old_and_drop_old(prepared, fresh, env, private_tmp):
     if prepared.kind == "pgsql":
-        pytest.skip("pgsql restores in one transaction and keeps nothing aside")
+        not_applicable("pgsql restores in one transaction and keeps nothing aside")
     stream = dump_bytes(fresh, env)
     fresh.change()
     result = dbpipe("dbpipe-restore", *fresh.args(), stdin=stream, env=env)   # --keep-old is the default
@@ -282,7 +283,7 @@ def test_restore_under_another_database_name(prepared, env, tmp_path):
 
 def test_pgsql_admin_restore_creates_a_missing_database(prepared, env):
     if prepared.kind != "pgsql":
-        pytest.skip("pgsql only")
+        not_applicable("pgsql only")
     other = f"{prepared.db.name}_new"
     result = dbpipe("dbpipe-restore", *prepared.db.server.args(other), stdin=prepared.stream, env=env)
     assert result.returncode == 0, result.stderr
@@ -292,7 +293,7 @@ def test_pgsql_admin_restore_creates_a_missing_database(prepared, env):
 
 def test_restore_without_database_option_goes_to_the_database_named_in_the_stream(prepared, env):
     if prepared.kind == "sqlite":
-        pytest.skip("sqlite always needs --database")
+        not_applicable("sqlite always needs --database")
     args = list(prepared.args())
     del args[args.index("--database"):args.index("--database") + 2]
     result = dbpipe("dbpipe-restore", *args, stdin=prepared.stream, env=env)
@@ -304,7 +305,7 @@ def test_restore_without_database_option_goes_to_the_database_named_in_the_strea
 def test_mysql_replace_mode_round_trip_as_a_limited_user(prepared, server_pool, env, tmp_path, private_tmp,
                                                          state_root):
     if prepared.kind != "mysql":
-        pytest.skip("mysql only")
+        not_applicable("mysql only")
     db = limited_mysql(prepared.kind_spec, server_pool, tmp_path)
     stream = dump_bytes(db, env)
     before = db.fingerprint()
@@ -333,7 +334,7 @@ def test_mysql_replace_mode_round_trip_as_a_limited_user(prepared, server_pool, 
 def test_pgsql_large_objects_survive_the_single_transaction(prepared, fresh, env):
     """pg_dump's per-object BEGIN/COMMIT must not end our restore transaction."""
     if prepared.kind != "pgsql":
-        pytest.skip("pgsql only")
+        not_applicable("pgsql only")
     fresh.sql(f'SET ROLE "{fresh.owner}"; SELECT lo_from_bytea(0, decode(repeat(\'00ff\', 5000), \'hex\'));'
               "SELECT lo_from_bytea(0, 'second object')")
     stream = dump_bytes(fresh, env)

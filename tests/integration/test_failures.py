@@ -22,6 +22,7 @@ import pytest
 
 from ..conftest import ENGINE_PARAMS, _engine_id
 from ..helpers import dbpipe
+from ..prerequisites import not_applicable
 from ..servers import free_port
 from .kit import (DUMP_TOOLS, LOADERS, LeftoverWatch, add_big_table, alive, assert_failed, assert_result,
                   big, descendants, dump_bytes, error_line, finish, has_trailer, limited_mysql, new_database,
@@ -194,7 +195,7 @@ def _wrong_password_args(prepared, tmp_path):
 
 def test_wrong_password_is_denied_77(prepared, env, syslog, private_tmp, tmp_path):
     if prepared.kind == "sqlite":
-        pytest.skip("sqlite has no password")
+        not_applicable("sqlite has no password")
     args = _wrong_password_args(prepared, tmp_path)
     with LeftoverWatch():
         result = dbpipe("dbpipe-dump", *args, env=env)
@@ -208,7 +209,7 @@ def test_wrong_password_is_denied_77(prepared, env, syslog, private_tmp, tmp_pat
 
 def test_unreachable_server_is_unavailable_69(prepared, env, syslog, private_tmp):
     if prepared.kind == "sqlite":
-        pytest.skip("sqlite has no server")
+        not_applicable("sqlite has no server")
     args = ["--type", prepared.kind, "--host", "127.0.0.1", "--port", free_port(), "--user", "nobody",
             "--database", "nextcloud"]
     with LeftoverWatch():
@@ -366,7 +367,7 @@ def test_load_failing_halfway_leaves_the_target_unchanged(prepared, env, syslog,
 
 def test_mysql_replace_mode_puts_the_previous_content_back(prepared, env, syslog, private_tmp):
     if prepared.kind != "mysql":
-        pytest.skip("--mode replace is mysql only")
+        not_applicable("--mode replace is mysql only")
     result = restore(prepared, failing_stream(prepared), env, "--mode", "replace")
     assert_result(result, syslog, "dbpipe-restore", 65,
                   r"could not be loaded.*oc_no_such_table.*the previous content was put back")
@@ -378,7 +379,7 @@ def test_mysql_account_without_create_database_right(prepared, server_pool, env,
                                                      private_tmp, tmp_path):
     """auto mode falls back to replace; a load failing halfway puts the content back."""
     if prepared.kind != "mysql":
-        pytest.skip("mysql only")
+        not_applicable("mysql only")
     limited = limited_mysql(prepared.kind_spec, server_pool, tmp_path)
     stream = synthetic_stream("mysql", limited.name, payload(dump_bytes(limited)) + FAILING_SQL["mysql"])
     before = limited.fingerprint()
@@ -400,7 +401,7 @@ def test_mysql_replace_mode_refuses_what_it_could_not_put_back(prepared, server_
     """A view/trigger defined by another account (here: root) could not be
     recreated by a limited account after a failed load: refuse up front."""
     if prepared.kind != "mysql":
-        pytest.skip("mysql only")
+        not_applicable("mysql only")
     limited = limited_mysql(prepared.kind_spec, server_pool, tmp_path, own_definers=False)
     before = limited.fingerprint()
     with LeftoverWatch():

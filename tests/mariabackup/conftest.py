@@ -97,16 +97,18 @@ def source():
     service.destroy()
 
 
-@pytest.fixture
-def nextcloud():
-    """A sample Nextcloud installation (the tests' occ double, the next
-    Nextcloud's command set) and a private state directory for its record."""
+@pytest.fixture(params=("30", "31", "32", "pr56754"))
+def nextcloud(request):
+    """A sample Nextcloud installation (the tests' occ double as each
+    Nextcloud line: tests/nextcloud/installs.OCC_VARIANTS) and a private
+    state directory for its record."""
     from ..nextcloud import installs
+    assert request.param in installs.OCC_VARIANTS
     base = tempfile.mkdtemp(prefix="dbpipe-mb-nc-")
     os.chmod(base, 0o755)
     root = Path(base) / "nextcloud"
     _, values = installs.sqlite_database(root)
-    install = installs.build(root, values, variant="next")
+    install = installs.build(root, values, variant=request.param)
     install.state_dir = Path(base) / "state"
     install.args = ("--nextcloud", str(root), "--nextcloud-state-dir", str(install.state_dir),
                     "--settle", "0")

@@ -1,6 +1,8 @@
 """A real btrfs for the snapshot tests: a sparse image on a loop device
-(mount -o loop), removed again afterwards.  Where root, loop devices or
-btrfs are missing the tests skip with the one reason."""
+(mount -o loop), removed again afterwards.  Where root or btrfs-progs are
+missing the tests skip naming the package - and fail in CI (CI=true), which
+installs them (tests/prerequisites.py); a kernel without btrfs or a machine
+without loop devices skips everywhere, by design."""
 
 from __future__ import annotations
 
@@ -11,35 +13,43 @@ import tempfile
 from pathlib import Path
 
 from ..helpers import BARE_PATH
+from ..prerequisites import missing, missing_tools, packages_for
 
 IMAGE_SIZE = "384M"
 TOOLS = ("mkfs.btrfs", "btrfs", "losetup", "mount", "umount")
 
 
-def why_not() -> str | None:
-    """None if a btrfs can be made here, else the one-line reason."""
+def problem() -> tuple[str, str | None] | None:
+    """None if a btrfs can be made here, else (reason, remedy or None)."""
     if os.geteuid() != 0:
-        return "snapshot mode needs root (btrfs snapshots, bind mounts)"
-    missing = [tool for tool in TOOLS if not shutil.which(tool, path=BARE_PATH)]
-    if missing:
-        return f"{', '.join(missing)} missing (btrfs-progs, util-linux)"
+        return "snapshot mode needs root (btrfs snapshots, bind mounts)", "run the tests as root"
+    absent = missing_tools(TOOLS, BARE_PATH)
+    if absent:
+        return (f"{', '.join(absent)} missing",
+                f"install {' '.join(packages_for(absent))} (tools/system-deps test)")
     with open("/proc/filesystems") as handle:
         if "btrfs" not in handle.read().split():
-            return "btrfs is not in /proc/filesystems (no btrfs in this kernel)"
+            return "btrfs is not in /proc/filesystems (no btrfs in this kernel)", None
     return None
+
+
+def why_not() -> str | None:
+    """The one-line reason this machine cannot make a btrfs, or None."""
+    found = problem()
+    return None if found is None else (f"{found[0]}: {found[1]}" if found[1] else found[0])
 
 
 def loop_or_skip(size: str | None = None):
     """A fresh btrfs on a loop device for a fixture to yield, removed after;
-    the test is skipped, saying why, where this machine cannot make one."""
-    import pytest
-    reason = why_not()
-    if reason:
-        pytest.skip(reason)
+    the test is skipped (in CI: fails where a package is missing), saying
+    why, where this machine cannot make one."""
+    found = problem()
+    if found:
+        missing(*found)
     try:
         loop = LoopBtrfs(**({"size": size} if size else {}))
     except RuntimeError as exc:
-        pytest.skip(f"cannot mount a btrfs on a loop device here: {exc}")
+        missing(f"cannot mount a btrfs on a loop device here: {exc}")
     yield loop
     loop.remove()
 

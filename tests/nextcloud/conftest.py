@@ -31,11 +31,11 @@ def state_dir(tmp_path):
     return tmp_path / "state"
 
 
-@pytest.fixture
-def occ_variant():
-    """The occ double's command set; the hook tests run with both
-    (installs.OCC_VARIANTS) by overriding this fixture."""
-    return "current"
+@pytest.fixture(params=installs.OCC_VARIANTS)
+def occ_variant(request):
+    """The Nextcloud line the occ double is: every test with an installation
+    runs against each (30, 31, 32, PR 56754); one the hooks cannot serve fails."""
+    return request.param
 
 
 def _install(nc_root, database_and_values, variant):

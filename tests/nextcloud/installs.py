@@ -20,10 +20,11 @@ HERE = Path(__file__).resolve().parent
 OCC_DOUBLE = HERE / "occ.php"
 WEB_USER = "www-data"
 USERS = ("alice", "bob")
-# occ double variants: today's command set, and the next Nextcloud's (PR 56754),
-# which offers only these two commands while maintenance mode is on
-OCC_VARIANTS = ("current", "next")
-NEXT_MAINTENANCE_COMMANDS = ("maintenance:mode", "status")
+# the Nextcloud lines the occ double reproduces (see occ.php, "WHICH NEXTCLOUD"):
+# config.php's version picks the line; pr56754 is nextcloud/server PR 56754
+# (only maintenance:mode, status and _completion offered in maintenance mode)
+OCC_VARIANTS = ("30", "31", "32", "pr56754")
+VARIANT_VERSIONS = {"30": "30.0.16.1", "31": "31.0.10.2", "32": "32.0.2.2", "pr56754": "33.0.0.4"}
 
 
 def web_account() -> pwd.struct_passwd:
@@ -64,17 +65,20 @@ class Installation:
         return self.root / "config" / "config.php"
 
     def config(self) -> dict:
-        """The merged config as Nextcloud reads it (config.php, then *.config.php)."""
+        """The merged config as Nextcloud reads it (config.php, then *.config.php,
+        each under a shared lock)."""
         code = ("$d=$argv[1].'/config/';$f=[$d.'config.php'];$e=glob($d.'*.config.php');natsort($e);"
-                "$m=[];foreach(array_merge($f,$e) as $x){unset($CONFIG);include $x;$m=array_merge($m,$CONFIG);}"
+                "$m=[];foreach(array_merge($f,$e) as $x){unset($CONFIG);$h=fopen($x,'r');flock($h,LOCK_SH);"
+                "include $x;flock($h,LOCK_UN);$m=array_merge($m,$CONFIG);}"
                 "echo json_encode($m);")
         out = subprocess.run(["php", "-r", code, "--", str(self.root)], check=True, capture_output=True,
                              text=True, env={"PATH": BARE_PATH}).stdout
         return json.loads(out or "{}") or {}
 
     def file_config(self) -> dict:
-        """config/config.php alone."""
-        code = "include $argv[1]; echo json_encode($CONFIG);"
+        """config/config.php alone (under a shared lock, as Nextcloud reads it:
+        occ may be rewriting it this very moment)."""
+        code = "$h=fopen($argv[1],'r');flock($h,LOCK_SH);include $argv[1];flock($h,LOCK_UN);echo json_encode($CONFIG);"
         out = subprocess.run(["php", "-r", code, "--", str(self.config_file)], check=True,
                              capture_output=True, text=True, env={"PATH": BARE_PATH}).stdout
         return json.loads(out)
@@ -127,7 +131,7 @@ def base_system(root: Path) -> dict:
         "datadirectory": str(root / "data"),
         "overwrite.cli.url": "http://localhost",
         "dbtableprefix": "oc_",
-        "version": "29.0.4.1",
+        "version": VARIANT_VERSIONS["32"],
         "installed": True,
         "maintenance": False,
         "data-fingerprint": "",
@@ -135,11 +139,14 @@ def base_system(root: Path) -> dict:
 
 
 def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
-          occ: bool = True, users=USERS, variant: str = "current") -> Installation:
+          occ: bool = True, users=USERS, variant: str = "32") -> Installation:
     """Write the tree; split maps extra file names to the keys they carry;
-    variant picks the occ double's command set (OCC_VARIANTS)."""
+    variant picks the Nextcloud line the occ double is (OCC_VARIANTS).  A
+    version in db_values older than the variant's is a database that
+    needs 'occ upgrade' under that code."""
     (root / "config").mkdir(parents=True)
-    values = {**base_system(root), **db_values}
+    code = VARIANT_VERSIONS[variant]
+    values = {**base_system(root), "version": code, **db_values}
     data = Path(values["datadirectory"])
     data.mkdir(parents=True, exist_ok=True)
     (data / ".ocdata").write_text("")
@@ -154,8 +161,10 @@ def build(root: Path, db_values: dict, split: dict[str, dict] | None = None,
         (root / "config" / name).write_text(php_config(extra))
     if occ:
         shutil.copyfile(OCC_DOUBLE, root / "occ")
-    if variant == "next":
-        (root / "occ-maintenance-commands").write_text("\n".join(NEXT_MAINTENANCE_COMMANDS) + "\n")
+    if variant == "pr56754":
+        (root / "occ-pr56754").write_text("")
+    if values["version"] != code:
+        (root / "occ-code-version").write_text(code + "\n")
     give_to_web_user(root)
     return Installation(root)
 

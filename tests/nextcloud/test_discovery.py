@@ -109,7 +109,7 @@ def test_failing_occ_falls_back_to_reading_the_files_with_php(nc_root):
 def test_next_nextcloud_in_maintenance_mode_is_read_with_php(nc_root, caplog):
     """The next Nextcloud's occ has no config:list in maintenance mode: the
     same values come from PHP, without a warning."""
-    install = build(nc_root, {"dbtype": "mysql", "dbhost": "db:3307"}, variant="next")
+    install = build(nc_root, {"dbtype": "mysql", "dbhost": "db:3307"}, variant="pr56754")
     install.set_maintenance(True)
     caplog.set_level("INFO", logger="dbpipe")
     target = discover(install)

@@ -9,18 +9,11 @@ import os
 import signal
 import stat
 import subprocess
-
-import pytest
+import time
 
 from ..helpers import chown_tree, dbpipe, id_without_account
 from . import installs
 from .conftest import lines, text
-
-
-@pytest.fixture(params=installs.OCC_VARIANTS, autouse=True)
-def occ_variant(request):
-    """Every test here runs against today's occ and the next Nextcloud's."""
-    return request.param
 
 
 BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"
@@ -308,3 +301,62 @@ def test_lost_record_is_recovered_through_the_marker(plain_install, run_hook, st
     assert result.returncode == 0, text(result)
     assert "putting back: maintenance mode (was off before) by our marker in config.php" in text(result)
     assert_back_to_normal(plain_install, state_dir)
+
+
+def test_a_config_php_rewritten_behind_occ_is_caught_and_maintenance_goes_back(plain_install, run_hook,
+                                                                               start_hook, state_dir):
+    """Another writer rewrites config.php between occ's --on and the status
+    that confirms it, keeping maintenance on but losing our marker: occ status
+    cannot tell, config.php read back can; the hook fails with one line and
+    puts maintenance mode back (issue 16, point 9)."""
+    assert run_hook(BEFORE, plain_install).returncode == 0   # learn the order of the calls
+    commands = plain_install.commands()
+    confirming = sum(1 for c in commands[:commands.index("maintenance:mode --on")] if c.startswith("status"))
+    assert run_hook(AFTER, plain_install).returncode == 0
+    plain_install.fail({"match": "status", "action": "pause", "skip": confirming, "times": 1})
+
+    hook = start_hook(BEFORE, plain_install)
+    deadline = time.monotonic() + 30
+    while plain_install.commands()[-1:] != ["status --output=json"] or not plain_install.maintenance:
+        assert time.monotonic() < deadline and hook.proc.poll() is None, "the hook never paused"
+        time.sleep(0.05)
+    values = plain_install.file_config()
+    del values[MARKER]
+    plain_install.config_file.write_text(installs.php_config(values))   # the other writer
+    (plain_install.root / "occ-resume").write_text("")
+    code, stderr = hook.finish()
+
+    assert code == 75, stderr
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == (
+        f"nextcloud-before-backup: {plain_install.config_file} lacks 'dbpipe.maintenance' => true right "
+        "after occ maintenance:mode --on, though occ status reports it on: another writer changed "
+        "config.php meanwhile; run the job again")
+    assert "failed: putting back the previous state" in hook.lines
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_php_warnings_before_the_json_are_passed_over(plain_install, run_hook, state_dir):
+    """A deprecated app or php.ini makes PHP print a warning on stdout before
+    every occ output, JSON included."""
+    (plain_install.root / "occ-php-warning").write_text("Creation of dynamic property is deprecated")
+
+    before = run_hook(BEFORE, plain_install)
+    on = plain_install.maintenance
+    after = run_hook(AFTER, plain_install)
+
+    assert before.returncode == 0 and on, text(before)
+    assert after.returncode == 0, text(after)
+    assert_back_to_normal(plain_install, state_dir)
+
+
+def test_an_installation_not_installed_yet_is_refused_and_left_alone(plain_install, run_hook, state_dir):
+    values = plain_install.file_config()
+    plain_install.config_file.write_text(installs.php_config({**values, "installed": False}))
+    config = plain_install.config_file.read_bytes()
+
+    result = run_hook(BEFORE, plain_install)
+
+    assert result.returncode == 78, text(result)
+    assert f"Nextcloud in {os.path.realpath(plain_install.root)} is not installed" in text(result)
+    assert plain_install.config_file.read_bytes() == config
+    assert records(state_dir) == []

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import dbpipe
+from ..helpers import BARE_PATH, dbpipe
+from ..prerequisites import require_tools
 from . import btrfs, installs
 from .conftest import _install, lines, text
 
@@ -216,6 +217,7 @@ def test_a_failing_snapshot_puts_maintenance_back_and_fails_with_one_line(
     home = fs.mount / ".dbpipe-snapshots" / key_of(sqlite_site)
     home.mkdir(parents=True, mode=0o700)
     os.chmod(home.parent, 0o700)
+    require_tools(["chattr"], BARE_PATH, "the refused-snapshot test")
     subprocess.run(["chattr", "+i", str(home)], check=True)    # btrfs refuses: EPERM
     try:
         result = run_hook(BEFORE, sqlite_site, *snapshot_args(snapshot_root))

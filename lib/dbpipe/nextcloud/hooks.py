@@ -127,6 +127,7 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
             hook.mark_unfinished(state, "")  # finished: from here on a failure puts back
         with shielded():
             hook.resume(state)
+        _require_current_schema(hook, scan)
         if scan:
             _scan(hook, scan)
         _final_check(hook, state.maintenance_before)
@@ -156,6 +157,15 @@ def _scan(hook: Hook, scan: Scan) -> None:
     if unknown:
         raise NoInputError(f"occ files:scan: {unknown[0]}")
     hook.report.step(f"files:scan: {scan.describe()} done")
+
+
+def _require_current_schema(hook: Hook, scan: Scan) -> None:
+    """A database older than the code: Nextcloud loads no apps (so no
+    files:scan) until 'occ upgrade' has run; say so before trying."""
+    if hook.maintenance.status().needs_db_upgrade:
+        raise ConfigError("Nextcloud reports that the database needs 'occ upgrade': the restored "
+                          "database and the installed code are not from the same version"
+                          + ("; files:scan not run (occ offers no app commands until then)" if scan else ""))
 
 
 def _final_check(hook: Hook, maintenance_expected: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ConfigError, UnavailableError
+from ..errors import ConfigError, TempFailure, UnavailableError
 from .occ import Occ, Status
 from .report import StepReport
 from .sysconfig import SystemConfig
@@ -52,8 +52,22 @@ class Maintenance:
         self.on_at = time.time()
         self.occ.run("maintenance:mode", "--on")
         self.wait_for(True)
+        self.require_marked()
         self.report.step("maintenance mode: on (confirmed by occ status)")
         self.settle()
+
+    def require_marked(self) -> None:
+        """config.php itself must now say 'maintenance' => true and carry our
+        marker: a copy of config/ taken next tells an after-restore hook that
+        this maintenance mode was ours.  occ status alone cannot tell: it
+        merges *.config.php and NC_* overrides, and another writer may have
+        rewritten config.php since."""
+        values = self.config.file_values()
+        missing = [f"'{key}' => true" for key in ("maintenance", MARKER) if values.get(key) is not True]
+        if missing:
+            raise TempFailure(f"{self.occ.installation.config_file} lacks {' and '.join(missing)} right after occ "
+                              f"maintenance:mode --on, though occ status reports it on: another writer "
+                              f"changed config.php meanwhile; run the job again")
 
     def switch_off(self) -> None:
         """Off and unmarked; harmless when it already is."""

@@ -18,8 +18,22 @@ GLOBAL_OPTIONS = ("--no-interaction", "--no-warnings")
 _SYMFONY_HEADER = re.compile(r"^In \S+ line \d+:$")
 _PHP_NOISE = re.compile(r"^(PHP )?(Warning|Deprecated|Notice):", re.IGNORECASE)
 _OWNER_REFUSAL = "has to be executed with the user that owns"
-# Symfony's CommandNotFoundException / NamespaceNotFoundException
-_NOT_DEFINED = re.compile(r'^Command "[^"]*" is not defined|^There are no commands defined in the "')
+# Symfony's CommandNotFoundException / NamespaceNotFoundException messages
+# (Application::find(), findNamespace()); searched anywhere in the output, as
+# Nextcloud may write notices first and Symfony boxes them in
+_NOT_DEFINED = re.compile(r'Command "[^"]*" is not defined\.'
+                          r'|There are no commands defined in the "[^"]*" namespace\.'
+                          r'|The command "[^"]*" does not exist\.')
+# what Nextcloud's console.php and Application::loadCommands() write before a
+# command runs (state notices, memory and PCNTL warnings), in 26 to 32 and newer
+_NOTICE = re.compile(r"^(Nextcloud is in maintenance mode|Commands provided by apps are unavailable"
+                     r"|Cannot perform any command except 'maintenance:mode --off'"
+                     r"|In maintenance mode logins are blocked|Proceed with maintenance activities"
+                     r"|Nextcloud is not installed|Please use your browser or the \"occ "
+                     r"|Nextcloud or one of (the|its) apps require|You may use your browser or the occ"
+                     r"|The (current )?PHP(-CLI)? memory limit|Please adjust your \"memory_limit\""
+                     r"|The process control \(PCNTL\)|Additionally the function 'pcntl_signal')")
+_UNHANDLED = "An unhandled exception has been thrown:"
 
 
 class OccError(UnavailableError):
@@ -84,25 +98,37 @@ class Occ:
 
 
 def occ_failure(label: str, result: Completed) -> DbpipeError:
-    message = occ_message(result.stdout + "\n" + result.stderr)
-    error = (PermissionDenied if _OWNER_REFUSAL in message
-             else CommandUnavailable if _NOT_DEFINED.match(message) else OccError)
+    output = result.stdout + "\n" + result.stderr
+    message = occ_message(output)
+    error = (PermissionDenied if _OWNER_REFUSAL in output
+             else CommandUnavailable if _NOT_DEFINED.search(output) else OccError)
     return error(f"occ {label} failed (exit {result.code}): {message or 'no message'}")
 
 
 def occ_message(output: str) -> str:
     """The line that says what went wrong.
 
-    Symfony prints 'In File.php line N:' and then the message, indented and
-    boxed; the console's own refusals come as plain first lines.
+    Symfony boxes its message (padded lines between lines of spaces), with an
+    'In File.php line N:' header for exceptions that are not its own; the
+    console's own refusals come as plain lines.  Nextcloud's notices and PHP
+    warnings may come first, so they are never taken for the message.
     """
-    lines = [line.strip() for line in output.splitlines()]
+    found = _NOT_DEFINED.search(output)
+    if found:
+        return found.group(0)
+    raw = output.splitlines()
+    lines = [line.strip() for line in raw]
     for index, line in enumerate(lines):
         if _SYMFONY_HEADER.match(line):
             following = [ln for ln in lines[index + 1:] if ln]
             if following:
                 return following[0]
-    meaningful = [ln for ln in lines if ln and not _PHP_NOISE.match(ln)]
+    for top, below in zip(raw, raw[1:], strict=False):
+        if len(top) >= 5 and not top.strip() and below.startswith("  ") and below.strip():
+            return below.strip()
+    meaningful = [ln for ln in lines if ln and not _PHP_NOISE.match(ln) and not _NOTICE.match(ln)]
+    if meaningful[:1] == [_UNHANDLED] and len(meaningful) > 1:
+        return f"{_UNHANDLED} {meaningful[1]}"
     return (meaningful or [ln for ln in lines if ln] or [""])[0]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 
 from ..errors import ConfigError, DbpipeError
@@ -23,6 +24,9 @@ from ..log import log
 from ..process import run
 from .installation import Installation, php_environment
 from .occ import DEFAULT_TIMEOUT, CommandUnavailable, Occ, OccError, occ_message, parse_json
+
+# DataFingerprint::execute() of later releases: "Updated data-fingerprint to <md5>"
+_FINGERPRINT = re.compile(r"Updated data-fingerprint to ([0-9a-f]{32})")
 
 # Config::readData(): config.php first, then config/*.config.php in natural
 # order, later files winning; each read under a shared lock.  Unlike
@@ -51,6 +55,21 @@ $dir = rtrim($argv[1], '/') . '/config/';
 """
 PRINT_CONFIG_PHP = READ_CONFIG_PHP + r"""
 echo json_encode(['system' => dbpipe_read_config($dir)],
+                 JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
+"""
+# config.php alone, as the web server and a backup of config/ will see it there
+PRINT_CONFIG_FILE_PHP = r"""
+$file = rtrim($argv[1], '/') . '/config/config.php';
+$handle = @fopen($file, 'r');
+if ($handle === false) { fwrite(STDERR, "Could not open the config file $file\n"); exit(3); }
+flock($handle, LOCK_SH);
+unset($CONFIG);
+ob_start();
+include $file;
+ob_end_clean();
+flock($handle, LOCK_UN);
+fclose($handle);
+echo json_encode(['system' => (isset($CONFIG) && is_array($CONFIG)) ? $CONFIG : []],
                  JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
 """
 # Config::writeData(), for one key of config.php: argv root, set|delete, key, JSON value.
@@ -107,6 +126,11 @@ class SystemConfig:
             self._falling_back(exc)
         return read_with_php(self.installation, self.occ.timeout)
 
+    def file_values(self) -> dict:
+        """config.php alone, read by PHP: what a copy of config/ will hold,
+        whatever *.config.php or NC_* say on top."""
+        return read_with_php(self.installation, self.occ.timeout, PRINT_CONFIG_FILE_PHP)
+
     def set(self, key: str, value: bool | str) -> None:
         try:
             if isinstance(value, bool):
@@ -129,10 +153,12 @@ class SystemConfig:
 
     def new_fingerprint(self) -> str:
         """maintenance:data-fingerprint; where it is undefined, the same value
-        Nextcloud sets (md5 of the current Unix time), written by PHP."""
+        Nextcloud sets (md5 of the current Unix time), written by PHP.  Some
+        releases print the new value, others print nothing: then it is read
+        back."""
         try:
-            result = self.occ.run("maintenance:data-fingerprint")
-            return result.stdout.strip().rsplit(" ", 1)[-1] if result.stdout.strip() else "?"
+            said = _FINGERPRINT.search(self.occ.run("maintenance:data-fingerprint").stdout)
+            return said.group(1) if said else str(self.values().get("data-fingerprint") or "?")
         except CommandUnavailable as exc:
             self._falling_back(exc)
         value = hashlib.md5(str(int(time.time())).encode()).hexdigest()
@@ -153,9 +179,11 @@ class SystemConfig:
         log.debug("%s %s in %s with PHP", action, key, inst.config_file)
 
 
-def read_with_php(installation: Installation, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    """The merged config as Nextcloud reads it, without occ."""
-    argv = [installation.php, "-r", PRINT_CONFIG_PHP, "--", installation.root]
+def read_with_php(installation: Installation, timeout: float = DEFAULT_TIMEOUT,
+                  program: str = PRINT_CONFIG_PHP) -> dict:
+    """The merged config as Nextcloud reads it, without occ (or, with
+    PRINT_CONFIG_FILE_PHP, config.php alone)."""
+    argv = [installation.php, "-r", program, "--", installation.root]
     result = run(argv, timeout=timeout, env_extra=php_environment(),
                  run_as=installation.run_as(), cwd=installation.root)
     if result.code != 0:
