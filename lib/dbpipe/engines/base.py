@@ -73,6 +73,7 @@ class RestoreOptions:
     keep_old: bool = True         # keep what the restore replaced, so it can be undone
     temp_dir: str | None = None   # where replace mode spools the stream
     keep_old_copies: int | None = None  # after the restore, keep only the newest N of those copies
+    lock_timeout: float = 120.0   # pgsql: seconds to wait for a lock before giving up (exit 75)
     live: LiveChange = field(default_factory=LiveChange, compare=False)
 
 
