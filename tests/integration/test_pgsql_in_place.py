@@ -18,7 +18,7 @@ import pytest
 from .. import servers
 from ..conftest import SPECS, unique
 from ..dbs import PgsqlDatabase
-from ..helpers import BARE_PATH, bareos_env, dbpipe, write_secret
+from ..helpers import BARE_PATH, BIN, bareos_env, dbpipe, write_secret
 from .kit import LeftoverWatch, assert_result, wait_for
 from .test_pg18 import client_18_env
 
@@ -320,7 +320,7 @@ def test_two_thousand_tables(lock_server, syslog, private_tmp, tmp_path):
 
     result = drill(lock_server, stream_file, env)
     assert_result(result, syslog, "dbpipe-verify", 78, r"^the stream is intact, but restoring it in place .* "
-                                                       rf"set max_locks_per_transaction = \d+ ")
+                                                       r"set max_locks_per_transaction = \d+ ")
     assert b"verdict:   intact, but the test restore in place FAILED" in result.stdout
     assert b"DAMAGED" not in result.stdout
 
@@ -349,3 +349,94 @@ def test_two_thousand_tables(lock_server, syslog, private_tmp, tmp_path):
     assert f"restored:  {TABLES} tables".encode() in result.stdout
     assert scratch_databases(lock_server) == []
     assert os.listdir(private_tmp) == []
+
+
+# --- 5: a dump that waits for a lock -----------------------------------------------------
+
+def held_by_the_role(pg, db, mode: str) -> subprocess.Popen:
+    """A session of the role itself (Nextcloud's cron, an upgrade's ALTER TABLE)
+    holding a lock on oc_users in an open transaction."""
+    session = subprocess.Popen(
+        [pg.tool("psql"), "-X", "-q", "-h", pg.socket, "-p", str(pg.port), "-U", db.role, "-d", db.name],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        env={"PATH": BARE_PATH, "PGAPPNAME": "oc-cron", "PGPASSWORD": PASSWORD})
+    session.stdin.write(f"BEGIN; LOCK TABLE oc_users IN {mode} MODE; SELECT 1;\n")
+    session.stdin.flush()
+    wait_for(lambda: db.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'oc-cron' "
+                            "AND state = 'idle in transaction'"), "the blocking session")
+    return session
+
+
+def end(session: subprocess.Popen) -> None:
+    session.stdin.close()
+    session.wait(30)
+
+
+def test_dump_waiting_for_a_lock_gives_up_naming_the_session(pg, pg_env, syslog, tmp_path):
+    db = app_database(pg, tmp_path, True, EVERY_KIND)
+    session = held_by_the_role(pg, db, "ACCESS EXCLUSIVE")
+    try:
+        pid = db.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'oc-cron'")
+        started = time.monotonic()
+        with LeftoverWatch():
+            result = dbpipe("dbpipe-dump", *db.args(), "--lock-timeout", "1", env=pg_env)
+        assert time.monotonic() - started < 30
+        assert_result(result, syslog, "dbpipe-dump", 75,
+                      rf"^pg_dump waited too long for a lock on public\.oc_users \(--lock-timeout\), held by "
+                      rf"pid {pid} \(user {db.role}, application oc-cron, query started "
+                      r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, idle in transaction\); try again once it is released$")
+        assert b"-- dbpipe-trailer" not in result.stdout
+    finally:
+        end(session)
+    result = dbpipe("dbpipe-dump", *db.args(), env=pg_env)
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_dump_lock_timeout_is_documented_and_configurable():
+    text = " ".join(dbpipe("dbpipe-dump", "--help").stdout.decode().split())
+    assert "--lock-timeout SECONDS" in text and "(default: 300; 0: wait for ever)" in text
+
+
+# --- 7: stdin to its end; Bareos replace "never" ----------------------------------------------
+
+def test_usage_error_still_reads_stdin_to_its_end(syslog, private_tmp):
+    """The bpipe feeder must not see EPIPE: Bareos would report 'Broken pipe'
+    instead of our one line."""
+    env = bareos_env(DBPIPE_SYSLOG_SOCKET=syslog.path, TMPDIR=str(private_tmp))
+    with LeftoverWatch():
+        proc = subprocess.Popen([str(BIN / "dbpipe-restore"), "--no-such-option"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=env, cwd="/")
+        proc.stdin.write(b"-- not even a stream\n" * 1_000_000)   # 21 MB: far more than the pipe holds
+        proc.stdin.close()
+        code, err = proc.wait(60), proc.stderr.read().decode()
+    assert code == 64, err
+    assert "unrecognized arguments: --no-such-option" in err
+
+
+def test_replace_never_leaves_an_existing_live_database_alone(pg, pg_env, syslog, tmp_path):
+    """Bareos replace "never" restoring to where=/: as for files, what exists
+    stays and the job succeeds; the stream is still read and verified.  A
+    database that does not exist is restored."""
+    db = app_database(pg, tmp_path, True, EVERY_KIND)
+    stream = dump(db, pg_env)
+    db.sql(f'SET ROLE "{db.role}"; {CHANGE}')
+    changed = db.fingerprint()
+    env = {**pg_env, "BareosReplace": "n", "BareosWhere": "/", "BareosJobType": "R"}
+
+    result = restore(db, stream, env)
+
+    assert result.returncode == 0, result.stderr.decode()
+    assert re.search(rf"replace=never: pgsql database '{db.name}' on \S+ exists and was left alone; "
+                     r"the stream was verified, not loaded", result.stderr.decode())
+    assert db.fingerprint() == changed
+    damaged = stream[:-100] + bytes([stream[-100] ^ 1]) + stream[-99:]
+    result = restore(db, damaged, env)
+    assert_result(result, syslog, "dbpipe-restore", 65, "trailer|checksum|mismatch")
+
+    missing = unique("nc")
+    with LeftoverWatch():
+        result = dbpipe("dbpipe-restore", *pg.args(missing), stdin=stream, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert pg.sql("SELECT count(*) FROM oc_users", database=missing) == "2"
+    pg.drop_database(missing)

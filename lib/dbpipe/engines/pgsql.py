@@ -21,7 +21,7 @@ from ..process import Child, find_tool, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
+from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader, spooled)
 
 VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
@@ -221,18 +221,13 @@ BEGIN
     END IF;
   END IF;
 EXCEPTION WHEN lock_not_available THEN
-  SELECT a.pid, a.usename, a.application_name, a.query_start, a.state INTO r
+  SELECT @DESCRIBE_SESSION@ INTO ident
     FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
    WHERE l.granted AND l.pid <> pg_catalog.pg_backend_pid()
      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
    ORDER BY a.xact_start NULLS LAST, a.pid LIMIT 1;
   RAISE EXCEPTION 'dbpipe-lock-wait: no lock within lock_timeout = % (%), held by %; try again once it is released',
-    current_setting('lock_timeout'), SQLERRM,
-    CASE WHEN r.pid IS NULL THEN 'another session'
-         ELSE format('pid %s (user %s, application %s, query started %s, %s)', r.pid,
-                     coalesce(r.usename::text, '?'), coalesce(nullif(r.application_name, ''), '-'),
-                     coalesce(to_char(r.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                              '(hidden from this role)'), coalesce(r.state, 'state hidden')) END
+    current_setting('lock_timeout'), SQLERRM, coalesce(ident, 'another session')
     USING ERRCODE = 'lock_not_available';
 END
 $dbpipe$;
@@ -241,7 +236,7 @@ $dbpipe$;
 
 def prelude(lock_timeout: float) -> bytes:
     """The prelude with its lock timeout (seconds; 0 waits for ever, as PostgreSQL's 0 does)."""
-    return (PRELUDE.replace("@OBJECTS@", PRELUDE_OBJECTS)
+    return (PRELUDE.replace("@OBJECTS@", PRELUDE_OBJECTS).replace("@DESCRIBE_SESSION@", DESCRIBE_SESSION)
             .replace("@LOCK_TIMEOUT_MS@", str(round(lock_timeout * 1000))).encode())
 
 
@@ -254,6 +249,15 @@ LOAD_REFUSALS = (
     (r"ERROR:\s+(canceling statement due to lock timeout)$", TempFailure),  # outside the prelude
 )
 OUT_OF_LOCKS = "out of shared memory"
+# pg_dump's --lock-wait-timeout is a statement_timeout around its LOCK TABLE
+DUMP_LOCK_WAIT = re.compile(r"canceling statement due to statement timeout\s*\n.*Query was: LOCK TABLE (.+?) IN "
+                            r"ACCESS SHARE MODE", re.MULTILINE)
+# one session, for an error line: who holds the lock we waited for (query start and
+# state are hidden from a role that is not the session's and lacks pg_read_all_stats)
+DESCRIBE_SESSION = """format('pid %s (user %s, application %s, query started %s, %s)', a.pid,
+  coalesce(a.usename::text, '?'), coalesce(nullif(a.application_name, ''), '-'),
+  coalesce(to_char(a.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), '(hidden from this role)'),
+  coalesce(a.state, 'state hidden'))"""
 # A scratch database holding a subscription (a test restore of a stream with
 # one) cannot be dropped.  Detached from its slot first: the slot is the live
 # subscription's, on the publisher, and must not go with the copy.
@@ -346,14 +350,16 @@ class PgsqlEngine(Engine):
 
     # --- dump -------------------------------------------------------------
     @contextlib.contextmanager
-    def dump_command(self, target: Target, scope: str):
+    def dump_command(self, target: Target, scope: str, lock_timeout: float = DUMP_LOCK_TIMEOUT):
+        # a bounded wait for each table's ACCESS SHARE lock (0: pg_dump's own default, for ever)
+        bounded = [f"--lock-wait-timeout={round(lock_timeout * 1000)}"] if lock_timeout else []
         with pgpass_environment(target.password) as env:
             if scope == "all":
                 # --clean: a cluster restore drops and recreates each database (the errors
                 # this causes for existing roles are the HARMLESS_CLUSTER_ERRORS)
-                argv = [_tool("pg_dumpall"), *connection_args(target), "--clean", "--if-exists"]
+                argv = [_tool("pg_dumpall"), *connection_args(target), *bounded, "--clean", "--if-exists"]
             else:
-                argv = [_tool("pg_dump"), *connection_args(target), "--format=plain",
+                argv = [_tool("pg_dump"), *connection_args(target), *bounded, "--format=plain",
                         f"--dbname={conninfo(target.database)}"]
             yield DumpCommand(argv, env_extra=env)
 
@@ -365,8 +371,14 @@ class PgsqlEngine(Engine):
         before it writes a byte of a plain dump: any output proves the snapshot."""
         return bool(output)
 
-    def dump_failure(self, child: Child) -> DbpipeError:
-        """pg_dump refuses a server newer than itself; say which client to install."""
+    def dump_failure(self, child: Child, target: Target | None = None) -> DbpipeError:
+        """pg_dump refuses a server newer than itself; say which client to install.
+        A table lock not granted in time is no damage: try again later (75)."""
+        waited = DUMP_LOCK_WAIT.search(child.stderr_text())
+        if waited is not None:
+            table, holder = self._lock_holder(target, waited.group(1))
+            return TempFailure(f"{child.label} waited too long for a lock on {table} (--lock-timeout), "
+                               f"held by {holder}; try again once it is released")
         found = VERSION_MISMATCH.search(child.stderr_text())
         if found is None:
             return super().dump_failure(child)
@@ -374,6 +386,26 @@ class PgsqlEngine(Engine):
         major = server.split(".")[0]
         return UnavailableError(f"{child.failure()} (server {server}, {tool} {version}): install "
                                 f"postgresql-client-{major}; Debian's pg_wrapper then runs its {tool}")
+
+    def _lock_holder(self, target: Target | None, tables: str) -> tuple[str, str]:
+        """(table, session): which of tables (as pg_dump names them in its LOCK
+        TABLE; pg_dump 18 locks several at once) another session holds, and who."""
+        names = [name.removeprefix("ONLY ") for name in tables.split(", ")]
+        sql = (f"SELECT format('%I.%I', n.nspname, c.relname) || E'\\t' || {DESCRIBE_SESSION} "
+               "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+               "JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+               "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+               "WHERE l.granted AND l.mode = 'AccessExclusiveLock' AND l.relation IN "
+               "(SELECT pg_catalog.to_regclass(n) FROM unnest(string_to_array(:'names', E'\\n')) n) "
+               "ORDER BY a.xact_start NULLS LAST, a.pid LIMIT 1")
+        unknown = (names[0] if len(names) == 1 else f"one of {len(names)} tables", "another session")
+        if target is None:
+            return unknown
+        try:
+            found = self.query(target, sql, target.database, names="\n".join(names))
+        except DbpipeError:
+            return unknown
+        return tuple(found.split("\t", 1)) if "\t" in found else unknown
 
     def server_version(self, target: Target, head: bytes) -> str:
         found = re.search(rb"^-- Dumped from database version (.+)$", head, re.MULTILINE)
@@ -400,12 +432,16 @@ class PgsqlEngine(Engine):
                 error = exc
         raise error
 
-    def _ensure_database(self, target: Target) -> None:
+    def exists(self, target: Target) -> bool:
         try:
             self.query(target, "SELECT 1", target.database)
-            return
         except NoInputError:
-            pass
+            return False
+        return True
+
+    def _ensure_database(self, target: Target) -> None:
+        if self.exists(target):
+            return
         log.info("database %r does not exist; creating it", target.database)
         try:
             self._maintenance_query(target, 'CREATE DATABASE :"name"', name=target.database)
