@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from . import cli
 from .credentials import private_directory
 from .engines import RestoreOptions, get_engine
-from .errors import DataError, DbpipeError, ExitCode
+from .errors import CantCreateError, DataError, DbpipeError, ExitCode
 from .stream import Trailer, write_all
 from .target import Target
 from .transfer import Pump
@@ -128,7 +128,11 @@ def _replay(in_fd: int):
         with open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "w+b", buffering=0) as spool:
 
             def copy(data) -> None:
-                write_all(spool.fileno(), data)
+                try:
+                    write_all(spool.fileno(), data)
+                except OSError as exc:
+                    raise CantCreateError(f"cannot spool the stream for the in-place test restore in "
+                                          f"{directory}: {exc.strerror}") from None
 
             def again() -> int:
                 os.lseek(spool.fileno(), 0, os.SEEK_SET)

@@ -21,8 +21,8 @@ from ..process import Child, find_tool, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
-from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
-                   feed_child, finish_load, loader, spooled)
+from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult,
+                   check_engine, feed_child, finish_load, loader, spooled)
 
 VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
