@@ -90,6 +90,14 @@ def add_keep_old_copies(parser: argparse.ArgumentParser, what: str = "replaced d
                              "its size (default: keep all)")
 
 
+def add_lock_timeout(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    """--lock-timeout SECONDS: how long a dump or restore waits for a lock
+    another session holds before it gives up with exit 75 (try again later)."""
+    parser.add_argument("--lock-timeout", type=seconds, default=default, metavar="SECONDS",
+                        help=f"{what}: give up (exit 75, naming the session holding the lock) after "
+                             f"waiting SECONDS for a lock (default: {default:g}; 0: wait for ever)")
+
+
 def add_service_manager(parser) -> None:
     """--service-manager PATH, shared by everything that stops and starts a
     service (services.ServiceManager.detect takes it)."""

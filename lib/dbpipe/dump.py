@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import stamps
 from .engines import get_engine
+from .engines.base import DUMP_LOCK_TIMEOUT
 from .errors import DataError
 from .files import atomic_write, sync_if_file
 from .bareos import BareosJob
@@ -55,7 +56,7 @@ class SnapshotWatch:
 
 def dump(target: Target, out_fd: int, scope: str = "database",
          job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None,
-         out_name: str | None = None) -> Trailer:
+         out_name: str | None = None, lock_timeout: float = DUMP_LOCK_TIMEOUT) -> Trailer:
     """Dump target into out_fd and finish the stream with a trailer.
 
     The trailer is written only when the dump tool exited 0 and its own
@@ -63,6 +64,8 @@ def dump(target: Target, out_fd: int, scope: str = "database",
     stays without a trailer, which every restore refuses.  on_snapshot is
     called once, while the dump goes on, as soon as nothing that changes in
     the database from then on can reach it (at the latest: at its end).
+    lock_timeout bounds the wait for a lock another session holds: a dump
+    that waits for ever keeps Nextcloud in maintenance mode for ever.
     """
     engine = get_engine(target.type)
     refuse_dump(target, scope)
@@ -71,7 +74,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
     header = Header(engine.name, scope, target.database if scope == "database" else "")
     created, started = stamps.record(), time.monotonic()
     log.info("dumping %s", target.describe() if scope == "database" else f"all {engine.name} databases")
-    with engine.dump_command(target, scope) as command, Child(
+    with engine.dump_command(target, scope, lock_timeout) as command, Child(
         command.argv, stdout=subprocess.PIPE, env_extra=command.env_extra,
         pass_fds=command.pass_fds, run_as=command.run_as,
     ) as child:
@@ -79,7 +82,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=observer)
         code = child.wait()
     if code != 0:
-        raise engine.dump_failure(child)
+        raise engine.dump_failure(child, target)
     if copied.count == 0:
         raise DataError(f"{child.label} exited 0 but wrote nothing")
     if not engine.dump_complete(copied.tail):

@@ -37,6 +37,7 @@ class FileDestination:
     path: str | None
     overwrite: bool = False
     where: str = ""
+    keep_existing: bool = False   # Bareos replace "never": an existing file stays, and that is no error
 
     def resolve(self, header: Header) -> str:
         name = self.path or f"dbpipe/{header.engine}-{os.path.basename(header.database) or 'all'}.sql"
@@ -47,23 +48,49 @@ def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | N
                        replace_arg: str | None = None) -> FileDestination | None:
     """A file below the Bareos restore location, or None: the live database."""
     where = job.restore_location(where_arg)
-    return None if where is None else FileDestination(file_name, job.may_overwrite(replace_arg), where)
+    never = not job.may_overwrite(replace_arg)
+    return None if where is None else FileDestination(file_name, not never, where, keep_existing=never)
+
+
+def read_to_end(in_fd: int) -> None:
+    """Read and discard stdin, for a failure before the stream was opened (a
+    usage error): a bpipe writer that stops reading makes its feeder see
+    EPIPE and Bareos report 'Broken pipe' instead of our error.  Not from a
+    terminal: someone typing a wrong option would wait for an end of input."""
+    if not os.isatty(in_fd):
+        Pump(in_fd).drain()
 
 
 def restore(target: Target, in_fd: int, options: RestoreOptions,
-            destination: FileDestination | None = None) -> Trailer | None:
-    """Restore the stream on in_fd.  Whatever fails, stdin is read to its end."""
+            destination: FileDestination | None = None, keep_existing: bool = False) -> Trailer | None:
+    """Restore the stream on in_fd.  Whatever fails, stdin is read to its end.
+
+    keep_existing (Bareos replace "never", restoring in place): a database
+    that exists is left alone - the stream is still read and verified."""
     started = time.monotonic()
     with no_return_scope():   # a cancel that comes too late is named after this line, as the last
         with Pump(in_fd).draining() as pump:
             pump.require_header("stream to restore")
             if destination is not None:
                 trailer = write_file(pump, destination)
+            elif keep_existing and _exists(target, pump.header()):
+                trailer = pump.run(lambda data: None)
+                log.warning("replace=never: %s exists and was left alone; the stream was verified, not loaded",
+                            _live_target(target, pump.header()).describe())
             else:
                 trailer = _restore_live(target, pump, options)
         seconds = time.monotonic() - started
         log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
     return trailer
+
+
+def _live_target(target: Target, header: Header) -> Target:
+    return target.merged(database=target.database or header.database)
+
+
+def _exists(target: Target, header: Header) -> bool:
+    """Whether the live database is there (an all-databases stream: the server's always are)."""
+    return header.scope == "all" or get_engine(target.type).exists(_live_target(target, header))
 
 
 def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Trailer | None:
@@ -74,7 +101,7 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
     if header.scope == "all":
         log.info("restoring all %s databases (cluster-wide, verified before loading)", engine.name)
         return engine.load_all(target, pump)
-    target = target.merged(database=target.database or header.database)
+    target = _live_target(target, header)
     log.info("restoring %s from a dump of %r", target.describe(), header.database)
     safety = SafetyDumps(target)
     half = safety.warn_if_pending()
@@ -111,6 +138,10 @@ def list_kept_copies(engine: Engine, target: Target, options: RestoreOptions) ->
 def write_file(pump: Pump, destination: FileDestination) -> Trailer:
     """Store the verified stream as a 0600 file, atomically, never half-written."""
     path = destination.resolve(pump.header())
+    if destination.keep_existing and os.path.lexists(path):
+        trailer = pump.run(lambda data: None)
+        log.warning("replace=never: kept the existing %s; the stream was verified, not written", path)
+        return trailer
     with atomic_write(path, destination.overwrite) as handle:
         trailer = write_received(pump, handle, path)
     log.info("verified stream written to %s (%s, sha256 %s)", path, human_bytes(trailer.bytes),

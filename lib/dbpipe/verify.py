@@ -4,12 +4,16 @@ into a throwaway database."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import stat
 from dataclasses import dataclass, field
 
 from . import cli
-from .engines import get_engine
-from .errors import DataError
-from .stream import Trailer
+from .credentials import private_directory
+from .engines import RestoreOptions, get_engine
+from .errors import CantCreateError, DataError, DbpipeError, ExitCode
+from .stream import Trailer, write_all
 from .target import Target
 from .transfer import Pump
 
@@ -45,19 +49,28 @@ def verify(in_fd: int, label: str) -> Verdict:
 
 
 def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ...] = ()) -> Verdict:
-    """Verify and load the stream into a scratch database, then check it.
+    """Verify and load the stream into a scratch database, restore it once
+    more over what that load left - the way a live restore replaces the
+    database - and check the result.
 
+    The first load proves the stream (a failure there is damage, 65); the
+    second proves the in-place restore, which must remove everything the
+    stream creates first: a stream that loads only into an empty database
+    is no backup to rely on, but it is not damaged (InPlaceError).
     required: tables the application cannot run without (e.g. Nextcloud's
     oc_filecache): a stream that loads but lacks them is no usable backup."""
     counter = TableCounter()
-    pump = Pump(in_fd, label, observer=counter)
-    header = pump.require_header("stream to verify")
-    if header.scope != "database":
-        raise DataError("--test-restore supports single-database streams only")
-    engine = get_engine(target.type or header.engine)
-    with engine.scratch(target.merged(type=engine.name)) as scratch:
-        trailer = engine.load_scratch(scratch, pump)
-        rows = engine.table_rows(scratch)
+    with _replay(in_fd) as (again, copy):
+        pump = Pump(in_fd, label, observer=_both(counter, copy))
+        header = pump.require_header("stream to verify")
+        if header.scope != "database":
+            raise DataError("--test-restore supports single-database streams only")
+        engine = get_engine(target.type or header.engine)
+        with engine.scratch(target.merged(type=engine.name)) as scratch:
+            trailer = engine.load_scratch(scratch, pump)
+            copy(pump.verifier.trailer_bytes)
+            _restore_in_place(engine, scratch, again(), label)
+            rows = engine.table_rows(scratch)
     if len(rows) < counter.count:
         raise DataError(f"test restore has {len(rows)} tables, the stream creates {counter.count}")
     present = {name.rsplit(".", 1)[-1] for name in rows}   # pgsql: schema.table
@@ -65,6 +78,67 @@ def test_restore(in_fd: int, label: str, target: Target, required: tuple[str, ..
     if missing:
         raise DataError(f"test restore lacks the tables {', '.join(missing)}")
     return Verdict(trailer, counter.count, rows, restored=True)
+
+
+class InPlaceError(DbpipeError):
+    """The stream is intact and loads into an empty database, but restoring
+    it over a database that holds it failed: never reported as damage."""
+
+
+def _restore_in_place(engine, scratch: Target, fd: int, label: str) -> None:
+    """The live restore's own path (restore(), not load_scratch()) into the
+    scratch database the first load filled; the old content is not kept."""
+    try:
+        with Pump(fd, label).draining() as pump:
+            pump.require_header("stream to verify")
+            engine.restore(scratch, pump, RestoreOptions(keep_old=False))
+    except DbpipeError as exc:
+        code = ExitCode.SOFTWARE if isinstance(exc, DataError) else exc.code
+        raise InPlaceError(f"the stream is intact, but restoring it in place over its own content "
+                           f"failed: {exc}", code) from None
+
+
+def _both(*observers):
+    def observe(data) -> None:
+        for observer in observers:
+            observer(data)
+    return observe
+
+
+@contextlib.contextmanager
+def _replay(in_fd: int):
+    """(again, copy): again() gives an fd that reads the stream once more from
+    its start.  A regular file is read again where it is; anything else (a
+    pipe) is copied to a private spool as it passes - copy(data) - first."""
+    try:
+        start = os.lseek(in_fd, 0, os.SEEK_CUR)
+        seekable = stat.S_ISREG(os.fstat(in_fd).st_mode)
+    except OSError:
+        seekable = False
+    if seekable:
+
+        def again() -> int:
+            os.lseek(in_fd, start, os.SEEK_SET)
+            return in_fd
+
+        yield again, (lambda data: None)
+        return
+    with private_directory(prefix="dbpipe-verify-") as directory:
+        path = os.path.join(directory, "stream")
+        with open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "w+b", buffering=0) as spool:
+
+            def copy(data) -> None:
+                try:
+                    write_all(spool.fileno(), data)
+                except OSError as exc:
+                    raise CantCreateError(f"cannot spool the stream for the in-place test restore in "
+                                          f"{directory}: {exc.strerror}") from None
+
+            def again() -> int:
+                os.lseek(spool.fileno(), 0, os.SEEK_SET)
+                return spool.fileno()
+
+            yield again, copy
 
 
 def check(fd: int, args: argparse.Namespace) -> Verdict:
@@ -102,3 +176,7 @@ def describe(path: str, report: Verdict) -> str:
 
 def describe_damage(path: str, exc: DataError) -> str:
     return f"file:      {path}\nverdict:   DAMAGED - {exc}"
+
+
+def describe_in_place_failure(path: str, exc: InPlaceError) -> str:
+    return f"file:      {path}\nverdict:   intact, but the test restore in place FAILED - {exc}"

@@ -181,8 +181,11 @@ def test_bareos_where_writes_a_file_and_leaves_the_live_database_alone(prepared,
     result = writer(command, env26, prepared.stream)
     assert result.returncode == 0, result.stderr
     assert (where / "@dbpipe" / "nc.sql").read_bytes() == prepared.stream
+    (where / "@dbpipe" / "nc.sql").write_bytes(b"an earlier restore")
     result = writer(command, env26, prepared.stream)      # replace=never: keep the existing file
-    assert result.returncode == 73, result.stderr
+    assert result.returncode == 0, result.stderr          # as Bareos skips an existing file
+    assert b"replace=never: kept the existing" in result.stderr
+    assert (where / "@dbpipe" / "nc.sql").read_bytes() == b"an earlier restore"
     assert prepared.unchanged()
 
 

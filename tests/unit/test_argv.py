@@ -110,7 +110,8 @@ def test_pgsql_dump_over_socket_with_password():
                     user="nc", password=SECRET)
     command, _, files = dump_command(target)
     assert command.argv == [tool("pg_dump"), "--no-password", "--host=/run/postgresql", "--port=5433",
-                            "--username=nc", "--format=plain", "--dbname=dbname='next cloud'"]
+                            "--username=nc", "--lock-wait-timeout=300000", "--format=plain",
+                            "--dbname=dbname='next cloud'"]
     assert set(command.env_extra) == {"PGPASSFILE", "PGCONNECT_TIMEOUT"}
     assert files["PGPASSFILE"] == "*:*:*:*:" + SECRET.replace("\\", "\\\\").replace(":", "\\:") + "\n"
     assert SECRET not in " ".join(command.argv) + " ".join(command.env_extra.values())
@@ -119,12 +120,12 @@ def test_pgsql_dump_over_socket_with_password():
 
 def test_pgsql_dump_over_tcp_without_password_and_dumpall():
     command, _, _ = dump_command(Target(type="pgsql", database="nc", host="10.0.0.5"))
-    assert command.argv == [tool("pg_dump"), "--no-password", "--host=10.0.0.5", "--format=plain",
-                            "--dbname=dbname='nc'"]
+    assert command.argv == [tool("pg_dump"), "--no-password", "--host=10.0.0.5", "--lock-wait-timeout=300000",
+                            "--format=plain", "--dbname=dbname='nc'"]
     assert command.env_extra == {"PGCONNECT_TIMEOUT": "30"}
     command, _, _ = dump_command(Target(type="pgsql", user="postgres"), "all")
-    assert command.argv == [tool("pg_dumpall"), "--no-password", "--username=postgres", "--clean",
-                            "--if-exists"]
+    assert command.argv == [tool("pg_dumpall"), "--no-password", "--username=postgres",
+                            "--lock-wait-timeout=300000", "--clean", "--if-exists"]
 
 
 def test_pgpass_file_is_private_and_removed():
@@ -181,3 +182,11 @@ def test_child_environment_is_scrubbed(monkeypatch):
     assert env["LC_MESSAGES"] == "C" and env["LC_TIME"] == "C" and env["PGPASSFILE"] == "/x"
     assert set(env) <= {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LC_MESSAGES",
                         "LC_TIME", "PGPASSFILE"}
+
+
+def test_pgsql_dump_lock_timeout_in_milliseconds_and_zero_waits_for_ever():
+    target = Target(type="pgsql", database="nc", host="10.0.0.5")
+    with get_engine("pgsql").dump_command(target, "database", 2.5) as command:
+        assert "--lock-wait-timeout=2500" in command.argv
+    with get_engine("pgsql").dump_command(target, "database", 0) as command:
+        assert not [arg for arg in command.argv if arg.startswith("--lock-wait-timeout")]

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # typing costs every command ~5 ms to import; annotations are
     from typing import ClassVar
 
 
+DUMP_LOCK_TIMEOUT = 300.0   # seconds a dump waits for a table lock (dbpipe-dump --lock-timeout)
+
+
 @dataclass(frozen=True)
 class DumpCommand:
     """A dump tool invocation: argv plus what it needs besides argv."""
@@ -73,6 +76,7 @@ class RestoreOptions:
     keep_old: bool = True         # keep what the restore replaced, so it can be undone
     temp_dir: str | None = None   # where replace mode spools the stream
     keep_old_copies: int | None = None  # after the restore, keep only the newest N of those copies
+    lock_timeout: float = 120.0   # pgsql: seconds to wait for a lock before giving up (exit 75)
     live: LiveChange = field(default_factory=LiveChange, compare=False)
 
 
@@ -94,8 +98,10 @@ class Engine(abc.ABC):
 
     # --- dump -------------------------------------------------------------
     @abc.abstractmethod
-    def dump_command(self, target: Target, scope: str) -> contextlib.AbstractContextManager[DumpCommand]:
-        """The dump tool's command; credentials live as long as the context."""
+    def dump_command(self, target: Target, scope: str, lock_timeout: float = DUMP_LOCK_TIMEOUT
+                     ) -> contextlib.AbstractContextManager[DumpCommand]:
+        """The dump tool's command; credentials live as long as the context.
+        lock_timeout: seconds to wait for a lock another session holds (0: for ever)."""
 
     @abc.abstractmethod
     def dump_complete(self, tail: bytes) -> bool:
@@ -113,7 +119,8 @@ class Engine(abc.ABC):
         only the end of the dump proves it."""
         return False
 
-    def dump_failure(self, child: Child) -> DbpipeError:
+    def dump_failure(self, child: Child, target: Target | None = None) -> DbpipeError:
+        """What a failed dump tool's exit means; target lets an engine ask the server why."""
         return self.classify(child.failure(), child.stderr_text())
 
     def classify(self, message: str, details: str = "") -> DbpipeError:
@@ -134,6 +141,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def load_all(self, target: Target, pump: Pump) -> Trailer:
         """Load an all-databases stream (cluster-wide, cannot be staged)."""
+
+    @abc.abstractmethod
+    def exists(self, target: Target) -> bool:
+        """Whether target's database is there (Bareos replace "never" leaves it alone)."""
 
     def kept_copies(self, target: Target, options: RestoreOptions) -> list[KeptCopy]:
         """What earlier restores of target kept of the data they replaced."""

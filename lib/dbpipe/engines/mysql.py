@@ -36,8 +36,8 @@ from ..process import Child, find_tool, point_of_no_return
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult, check_engine,
-                   feed_child, finish_load, loader, spooled)
+from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult,
+                   check_engine, feed_child, finish_load, loader, spooled)
 
 DUMP_COMPLETE = b"\n-- Dump completed"
 # mariadb-dump writes its header, *then* runs START TRANSACTION WITH CONSISTENT
@@ -171,7 +171,7 @@ class MysqlEngine(Engine):
 
     # --- dump -------------------------------------------------------------
     @contextlib.contextmanager
-    def dump_command(self, target: Target, scope: str):
+    def dump_command(self, target: Target, scope: str, lock_timeout: float = DUMP_LOCK_TIMEOUT):
         with mysql_option_fd(target.password) as fd:
             argv = (
                 [_dump_tool(), *mysql_option_args(target.defaults_file, fd), *connection_args(target)]
@@ -216,6 +216,10 @@ class MysqlEngine(Engine):
             conn.close()
 
     # --- restore ----------------------------------------------------------
+    def exists(self, target: Target) -> bool:
+        with self.connect(target) as conn:
+            return _database_exists(conn, target.database)
+
     def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
         check_engine(self.name, pump)
         with self.connect(target) as conn:

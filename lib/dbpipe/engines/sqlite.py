@@ -24,7 +24,7 @@ from ..process import RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
-from .base import (DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
+from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -46,7 +46,7 @@ class SqliteEngine(Engine):
     ]
 
     @contextlib.contextmanager
-    def dump_command(self, target: Target, scope: str):
+    def dump_command(self, target: Target, scope: str, lock_timeout: float = DUMP_LOCK_TIMEOUT):
         path = target.database
         if not os.path.isfile(path):
             raise NoInputError(f"sqlite database {path} does not exist")
@@ -62,6 +62,9 @@ class SqliteEngine(Engine):
         return result.stdout.split()[0] if result.code == 0 and result.stdout else "unknown"
 
     # --- restore ----------------------------------------------------------
+    def exists(self, target: Target) -> bool:
+        return os.path.exists(target.database)
+
     def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
         check_engine(self.name, pump)
         path = target.database
