@@ -68,11 +68,9 @@ def checked_data_directory(configured: str) -> str:
     """The real data directory, if it is one Nextcloud would run on."""
     data = os.path.realpath(configured)
     if not os.path.isdir(data):
-        raise NoInputError(f"the Nextcloud data directory {configured} is missing "
-                           "(config.php 'datadirectory'; is its disk mounted?): no backup without it")
-    if not os.path.isfile(os.path.join(data, OCDATA)):
-        raise NoInputError(f"the Nextcloud data directory {configured} has no {OCDATA} marker "
-                           "(empty or not mounted?): no backup without the user files")
+        raise NoInputError(f"Nextcloud data directory {configured} is missing (disk not mounted?)")
+    if not os.path.exists(os.path.join(data, OCDATA)):
+        raise NoInputError(f"Nextcloud data directory {configured} has no {OCDATA} (disk not mounted?)")
     return data
 
 
