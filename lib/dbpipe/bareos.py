@@ -155,8 +155,14 @@ class JobLog:
                 for code in runs.values()]
 
     def take(self) -> list[str]:
-        """The record's lines; the record is gone afterwards."""
-        lines = _read_lines(self.path)
+        """The record's lines; the record is gone afterwards.  A record that
+        cannot be read gives one line saying so: what prints it runs in the
+        job's After script, where a traceback would end up in the job log."""
+        try:
+            lines = _read_lines(self.path)
+        except OSError as exc:
+            return [f"dbpipe-joblog: cannot read the record of job {self.job_id} "
+                    f"({self.path}): {exc.strerror}"]
         for path in (self.path, self.status_path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
