@@ -249,3 +249,21 @@ def test_pieces_of_different_server_versions_are_refused(chain, tmp_path):
 
     assert result.returncode == 65 and "server version mismatch" in last_line(result)
     assert sorted(os.listdir(directory)) == sorted(names + [later])
+
+
+def test_until_a_point_the_stored_pieces_cannot_reach_is_refused(chain, tmp_path):
+    """Pieces #0, #3 and #4 stored: --until 2 must not quietly restore the
+    full backup's point, nor --until 9 the newest one."""
+    directory = tmp_path / "holes"
+    listing = link_pieces(chain, directory, [0, 3, 4])
+
+    for command, until, missing in (("prepare", "2", "#2"), ("list", "2", "#2"),
+                                    ("prepare", "9", "#9")):
+        result = dbpipe("dbpipe-mariabackup-restore", command, directory, "--until", until)
+        assert result.returncode == 65, result.stderr.decode()
+        assert f"--until {until}: backup {missing} is missing from {directory}, which holds #0, #3, #4" \
+            in last_line(result)
+        assert sorted(os.listdir(directory)) == listing and result.stdout == b""
+
+    result = dbpipe("dbpipe-mariabackup-restore", "list", directory, "--until", "3")
+    assert result.returncode == 0 and "Bareos job" not in result.stdout.decode().splitlines()[-1]
