@@ -267,3 +267,40 @@ def test_until_a_point_the_stored_pieces_cannot_reach_is_refused(chain, tmp_path
 
     result = dbpipe("dbpipe-mariabackup-restore", "list", directory, "--until", "3")
     assert result.returncode == 0 and "Bareos job" not in result.stdout.decode().splitlines()[-1]
+
+
+def _tree(path: Path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_prepare_force_with_a_damaged_piece_keeps_the_earlier_result(chain, tmp_path):
+    """A payload byte flipped in a stored piece: its trailer still reads well
+    (list says 'use'), prepare --force names it and the earlier prepared
+    result stays, whole, with its record."""
+    directory = tmp_path / "force"
+    link_pieces(chain, directory, [0, 3])
+    assert dbpipe("dbpipe-mariabackup-restore", "prepare", directory).returncode == 0
+    earlier, record = _tree(directory / "prepared"), (directory / "prepared.json").read_bytes()
+    name = sorted(os.listdir(chain.landed))[4]
+    data = bytearray((chain.landed / name).read_bytes())
+    data[len(data) // 2] ^= 0x01                      # a copy: the chain's own file stays intact
+    (directory / name).write_bytes(bytes(data))
+    listed = dbpipe("dbpipe-mariabackup-restore", "list", directory)
+    assert f"use  {name}" in listed.stdout.decode()
+
+    result = dbpipe("dbpipe-mariabackup-restore", "prepare", directory, "--force")
+
+    assert result.returncode == 65, result.stderr.decode()
+    assert f"damaged piece {name} (#4 incremental" in last_line(result)
+    assert "checksum" in last_line(result)
+    assert _tree(directory / "prepared") == earlier
+    assert (directory / "prepared.json").read_bytes() == record
+    assert not [n for n in os.listdir(directory) if n.startswith(".preparing-")]
+
+    (directory / name).unlink()                      # the good copy comes back: the new result replaces
+    os.link(chain.landed / name, directory / name)
+    replaced = dbpipe("dbpipe-mariabackup-restore", "prepare", directory, "--force")
+    assert replaced.returncode == 0, replaced.stderr.decode()
+    assert "Bareos job 104" in replaced.stdout.decode()
+    assert json.loads((directory / "prepared.json").read_text())["pieces"][-1] == name
+    assert not [n for n in os.listdir(directory) if n.startswith(".preparing-")]
