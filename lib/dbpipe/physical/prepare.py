@@ -2,7 +2,8 @@
 
 Every piece is read in full and checked against its trailer first, so a
 damaged one is named before anything is extracted or replaced.  Each piece
-is extracted into its own fresh directory while its SHA-256 is checked again, the full backup is prepared, and each incremental/differential is
+is extracted into its own fresh directory while its SHA-256 is checked
+again, the full backup is prepared, and each incremental/differential is
 applied exactly once (mariabackup cannot apply one twice).  Everything
 happens in a scratch directory; DIR/prepared and its record DIR/prepared.json
 appear (or replace an earlier result) only when all of it succeeded.
