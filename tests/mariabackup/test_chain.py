@@ -304,3 +304,83 @@ def test_prepare_force_with_a_damaged_piece_keeps_the_earlier_result(chain, tmp_
     assert "Bareos job 104" in replaced.stdout.decode()
     assert json.loads((directory / "prepared.json").read_text())["pieces"][-1] == name
     assert not [n for n in os.listdir(directory) if n.startswith(".preparing-")]
+
+
+def _named(service, prefix: str) -> list[str]:
+    return sorted(name for name in os.listdir(service.root) if name.startswith(prefix))
+
+
+def _hanging_manager(tmp_path) -> tuple[Path, Path]:
+    """A service manager whose start never returns (the server never comes up)."""
+    started, manager = tmp_path / "start-called", tmp_path / "hanging-manager"
+    manager.write_text(f'#!/bin/sh\nif [ "$1" = start ]; then echo $$ > {started}; exec sleep 300; fi\n'
+                       f'exec {SERVICE_MANAGER} "$@"\n')
+    manager.chmod(0o755)
+    return manager, started
+
+
+def test_a_copy_back_killed_with_sigkill_is_rolled_back_by_its_record_on_rerun(chain, restored, tmp_path,
+                                                                               new_service):
+    """SIGKILL after the swap, while the new server starts: the record written
+    before the first move says which directory is which, so the rerun puts
+    the real pre-restore data back first, calls the killed run's copy failed,
+    and --keep-old-copies 1 keeps the real one."""
+    target = new_service("killed-rerun").install().start()
+    target.sql("CREATE DATABASE genuine_before_restore")
+    manager, started = _hanging_manager(tmp_path)
+    proc = subprocess.Popen(
+        [str(BIN / "dbpipe-mariabackup-restore"), "copy-back", str(chain.landed), "--datadir", target.datadir,
+         "--service", target.root, "--service-manager", str(manager), "--defaults-file", target.cnf,
+         "--state-dir", os.path.join(target.root, "no-state")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+        env=bareos_env())
+    deadline = time.monotonic() + 120
+    while not (started.exists() and started.read_text().strip()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "copy-back never started the server"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    os.kill(int(started.read_text()), signal.SIGKILL)   # the orphaned, hanging start
+
+    assert not target.running()
+    [old] = _named(target, "data.dbpipe-old-")
+    assert os.path.isdir(os.path.join(target.root, old, "genuine_before_restore"))
+    assert not os.path.exists(os.path.join(target.datadir, "genuine_before_restore"))
+    record = json.loads(Path(target.datadir + ".dbpipe-copy-back.json").read_text())
+    assert (record["kept"], record["phase"]) == (os.path.join(target.root, old), "moving")
+
+    rerun = copy_back(chain.landed, target, "--keep-old-copies", "1")
+
+    said = rerun.stderr.decode()
+    assert rerun.returncode == 0, said
+    assert "was interrupted" in said and "rolling it back first" in said
+    [failed] = re.findall(r"rolled back: the interrupted copy is in (\S+),", said)
+    assert os.path.basename(failed).startswith("data.dbpipe-failed-") and not os.path.exists(failed)
+    [kept] = _named(target, "data.dbpipe-old-")        # the one copy kept is the real one
+    assert os.path.isdir(os.path.join(target.root, kept, "genuine_before_restore"))
+    assert _named(target, "data.dbpipe-failed-") == []
+    assert not os.path.exists(target.datadir + ".dbpipe-copy-back.json")
+    assert target.running()
+    last_job = json.loads((chain.landed / "prepared.json").read_text())["last_job"]
+    assert snapshot(target) == chain.snapshots[int(last_job) - 100]
+
+
+def test_copy_back_onto_a_mount_point_is_refused_before_anything_stops(chain, restored, new_service):
+    target = new_service("mounted")
+    os.makedirs(target.datadir)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "dbpipe-test", target.datadir], check=True)
+    try:
+        target.install().start()
+        target.sql("CREATE DATABASE before_restore")
+
+        result = copy_back(chain.landed, target)
+
+        assert result.returncode == 64, result.stderr.decode()
+        assert len(result.stderr.decode().splitlines()) == 1
+        assert f"--datadir {target.datadir} is a mount point" in last_line(result)
+        assert "nothing was changed" in last_line(result)
+        assert target.running() and "before_restore" in target.sql("SHOW DATABASES")
+        assert _named(target, "data.dbpipe-") == []
+    finally:
+        target.stop()
+        subprocess.run(["umount", target.datadir], check=True)
