@@ -384,3 +384,11 @@ def test_copy_back_onto_a_mount_point_is_refused_before_anything_stops(chain, re
     finally:
         target.stop()
         subprocess.run(["umount", target.datadir], check=True)
+
+
+def test_item_restore_refuses_a_physical_piece_for_what_it_is(chain, tmp_path):
+    result = dbpipe("nextcloud-restore-items", "list", "--user", "alice", "--scratch-type", "sqlite",
+                    chain.streams[0])
+    assert result.returncode == 65, result.stderr.decode()
+    assert "this is a physical backup piece (dbpipe-mariabackup), not an SQL dump" in last_line(result)
+    assert "all-databases" not in result.stderr.decode() and result.stdout == b""
