@@ -7,8 +7,11 @@ saying why, and the new chain restores exactly."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import time
 
 from .conftest import change, job_env, populate, profile_dir, run_reader, run_writer, snapshot
 from .test_chain import restore
@@ -129,3 +132,46 @@ def test_a_server_restored_from_another_servers_backup_gets_a_full_backup(new_se
     _, copied = restore(landed, target)
     assert copied.returncode == 0, copied.stderr.decode()
     assert snapshot(target) == expected
+
+
+def test_a_chain_state_without_the_identity_gets_a_full_backup_once(source, tmp_path, env):
+    """A state written by an older dbpipe records no instance: its next
+    incremental cannot prove anything, so it is a full one, and the one after
+    that an incremental again."""
+    backups = Backups(source, tmp_path, env)
+    backups.take("F", 41)
+    state = json.loads((backups.state / "chain.json").read_text())
+    assert state["server"]["instance_id"].startswith("aria:") and state["server"]["redo_log_start"] > 0
+    for key in ("instance_id", "redo_log_start"):
+        del state["server"][key]
+    (backups.state / "chain.json").write_text(json.dumps(state))
+
+    result, _ = backups.take("I", 42)
+    again, _ = backups.take("I", 43)
+
+    assert "does not record which server instance it belongs to" in result.stderr.decode()
+    assert "taking a full backup instead" not in again.stderr.decode()
+    assert [(p["level"], p["job_id"]) for p in pieces(backups.state)] == [("full", "42"), ("incremental", "43")]
+
+
+def test_a_restarted_server_continues_its_chain(new_service, tmp_path, env):
+    """A restart (also a crash: SIGKILL, then InnoDB recovery) keeps both
+    facts: the next incremental builds on the chain."""
+    server = new_service("restarted").install().start()
+    populate(server)
+    backups = Backups(server, tmp_path, env)
+    backups.take("F", 51)
+    server.stop()
+    server.start()
+    change(server, 1)
+    backups.take("I", 52)
+    pid = int(open(os.path.join(server.root, "mysqld.pid")).read())
+    os.kill(pid, signal.SIGKILL)
+    while server.running():
+        time.sleep(0.1)
+    server.start()
+    change(server, 2)
+    result, _ = backups.take("I", 53)
+
+    assert "taking a full backup instead" not in result.stderr.decode()
+    assert [p["level"] for p in pieces(backups.state)] == ["full", "incremental", "incremental"]
