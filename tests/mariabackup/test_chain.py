@@ -365,10 +365,17 @@ def test_a_copy_back_killed_with_sigkill_is_rolled_back_by_its_record_on_rerun(c
     assert snapshot(target) == chain.snapshots[int(last_job) - 100]
 
 
-def test_copy_back_onto_a_mount_point_is_refused_before_anything_stops(chain, restored, new_service):
+@pytest.mark.parametrize("mount", ["tmpfs", "bind"])
+def test_copy_back_onto_a_mount_point_is_refused_before_anything_stops(mount, chain, restored, new_service):
+    """Its own volume (tmpfs), or a bind mount from the same filesystem (same
+    st_dev: os.path.ismount does not see it, the rename would still fail)."""
     target = new_service("mounted")
     os.makedirs(target.datadir)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "dbpipe-test", target.datadir], check=True)
+    if mount == "tmpfs":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "dbpipe-test", target.datadir], check=True)
+    else:
+        os.makedirs(os.path.join(target.root, "volume"))
+        subprocess.run(["mount", "--bind", os.path.join(target.root, "volume"), target.datadir], check=True)
     try:
         target.install().start()
         target.sql("CREATE DATABASE before_restore")
@@ -381,6 +388,7 @@ def test_copy_back_onto_a_mount_point_is_refused_before_anything_stops(chain, re
         assert "nothing was changed" in last_line(result)
         assert target.running() and "before_restore" in target.sql("SHOW DATABASES")
         assert _named(target, "data.dbpipe-") == []
+        assert os.path.exists(os.path.join(target.datadir, "before_restore"))
     finally:
         target.stop()
         subprocess.run(["umount", target.datadir], check=True)

@@ -38,6 +38,7 @@ from ..leftovers import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import Child
 from ..services import Service
+from ..snapshot.mounts import is_mounted
 from ..target import Target
 from .prepare import PREPARED, read_record
 from .server_checks import best_effort, check_databases, wait_until_answering, wait_until_stopped
@@ -99,7 +100,7 @@ def _checked_datadir(request: CopyBackRequest) -> str:
         raise UsageError(f"--datadir {request.datadir}: not a usable data directory location")
     if datadir.startswith(prepared + "/") or prepared.startswith(datadir + "/") or datadir == prepared:
         raise UsageError("--datadir must not overlap the prepared backup")
-    if os.path.ismount(datadir):
+    if os.path.ismount(datadir) or is_mounted(datadir):   # a bind mount shares its st_dev
         raise UsageError(f"--datadir {datadir} is a mount point, which copy-back cannot move aside: "
                          f"put the data directory one level below it (datadir = {datadir}/data) "
                          "or copy back by hand; nothing was changed")
