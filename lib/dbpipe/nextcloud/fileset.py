@@ -59,8 +59,8 @@ def file_list(installation: Installation, values: dict | None = None) -> FileLis
     data = checked_data_directory(configured)
     include = [os.path.join(installation.root, "config"), data, os.path.join(installation.root, "themes")]
     files = FileList(_existing_once(include + apps), excluded(data, values))
-    for path in files.exclude:
-        _refuse_newline(path, "the exclude entry")
+    for path in files.include + files.exclude:
+        _refuse_newline(path, "the path")
     return files
 
 
