@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .errors import UnavailableError
+from .errors import DataError, UnavailableError
 from .files import state_root
 
 BPIPE_EXIT_FLAG = 0x10000000
@@ -146,17 +146,28 @@ class JobLog:
         """How each run of program in this job ended: 'exit 0', 'exit 65: <its last
         line>', or 'did not finish' (killed before it could say); [] if it never ran."""
         runs: dict[str, str | None] = {}
-        for words in (line.split() for line in _read_lines(self.status_path)):
+        try:
+            status, said = _read_lines(self.status_path), _read_lines(self.path)
+        except OSError as exc:
+            raise DataError(f"cannot read the record of Bareos job {self.job_id} in {self.directory}: "
+                            f"{exc.strerror}") from None
+        for words in (line.split() for line in status):
             if len(words) >= 3 and words[0] == program:
                 runs[words[1]] = words[3] if words[2] == "exit" and len(words) > 3 else None
-        said = [line for line in _read_lines(self.path) if line.startswith(f"{program}: ")]
+        said = [line for line in said if line.startswith(f"{program}: ")]
         reason = f": {said[-1][len(program) + 2:]}" if said else ""
         return [("did not finish" if code is None else f"exit {code}" + (reason if code != "0" else ""))
                 for code in runs.values()]
 
     def take(self) -> list[str]:
-        """The record's lines; the record is gone afterwards."""
-        lines = _read_lines(self.path)
+        """The record's lines; the record is gone afterwards.  A record that
+        cannot be read gives one line saying so: what prints it runs in the
+        job's After script, where a traceback would end up in the job log."""
+        try:
+            lines = _read_lines(self.path)
+        except OSError as exc:
+            return [f"dbpipe-joblog: cannot read the record of job {self.job_id} "
+                    f"({self.path}): {exc.strerror}"]
         for path in (self.path, self.status_path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -148,6 +148,17 @@ def run(program: str, main: Callable[[Sequence[str]], int | None],
     return code
 
 
+def record_for_job(program: str, job_id: str | None) -> None:
+    """Also record this run's log lines for `dbpipe-joblog JOBID`, for a
+    program Bareos runs without its job environment but with %i on the
+    command line (a FileSet's File = "\\|command").  Anything but a JobId
+    (e.g. an unsubstituted %i in a shell) is ignored."""
+    if job_id and job_id.isdigit() and not BareosJob.from_environ().job_id:
+        record = JobLog(job_id)
+        log.addHandler(JobLogHandler(record, program))
+        _quietly(record.prune)
+
+
 def _run(main, argv) -> int:
     try:
         with cancellable():

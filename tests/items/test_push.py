@@ -142,3 +142,30 @@ def test_unreachable_server_gives_exit_69_and_removes_the_scratch_database(dav_d
     assert result.returncode == 69
     assert "cannot reach the DAV server" in last_line(result)
     assert dump.databases() == before
+
+
+def test_overwrite_never_replaces_another_item_and_says_which_conflict_it_was(dav_dumps, radicale, env):
+    """--overwrite onto a name that holds another item (another UID) on the
+    server, and onto a UID that lives under another name: both are skipped,
+    each with its own reason, and the live objects stay as they were."""
+    dump = dav_dumps.get("sqlite")
+    root = radicale.root()
+    work = radicale.make_collection(root, "calendars/alice/work", calendar=True)
+    other = d.LUNCH.data.replace(d.LUNCH.uid.encode(), b"someone-else-uid")
+    assert radicale.request("PUT", work + "meeting-ny.ics", other)[0] == 201
+    personal = radicale.make_collection(root, "calendars/alice/personal", calendar=True)
+    assert radicale.request("PUT", personal + "other-name.ics", d.DENTIST.data)[0] == 201
+
+    result = push(dump, radicale, root, env, "--calendar", "work", "--overwrite")
+    moved = push(dump, radicale, root, env, "--uid", d.DENTIST.uid, "--overwrite")
+
+    assert result.returncode == 0, result.stderr
+    assert outcome_lines(result) == {"work/meeting-ny.ics": "skipped", "work/lunch.ics": "created"}
+    assert ("this name holds another item on the server (UID someone-else-uid); "
+            "push it elsewhere with --collection-url") in result.stdout.decode()
+    assert components_by_uid(radicale.hrefs(work)["meeting-ny.ics"]) == components_by_uid(other)
+    assert "1 created, 1 skipped, 0 failed" in last_line(result)
+    assert moved.returncode == 0, moved.stderr
+    assert outcome_lines(moved) == {"personal/dentist.ics": "skipped"}
+    assert "an item with this UID exists under another name" in moved.stdout.decode()
+    assert set(radicale.hrefs(personal)) == {"other-name.ics"}

@@ -252,3 +252,154 @@ def test_pieces_of_different_server_versions_are_refused(chain, tmp_path):
 
     assert result.returncode == 65 and "server version mismatch" in last_line(result)
     assert sorted(os.listdir(directory)) == sorted(names + [later])
+
+
+def test_until_a_point_the_stored_pieces_cannot_reach_is_refused(chain, tmp_path):
+    """Pieces #0, #3 and #4 stored: --until 2 must not quietly restore the
+    full backup's point, nor --until 9 the newest one."""
+    directory = tmp_path / "holes"
+    listing = link_pieces(chain, directory, [0, 3, 4])
+
+    for command, until, missing in (("prepare", "2", "#2"), ("list", "2", "#2"),
+                                    ("prepare", "9", "#9")):
+        result = dbpipe("dbpipe-mariabackup-restore", command, directory, "--until", until)
+        assert result.returncode == 65, result.stderr.decode()
+        assert f"--until {until}: backup {missing} is missing from {directory}, which holds #0, #3, #4" \
+            in last_line(result)
+        assert sorted(os.listdir(directory)) == listing and result.stdout == b""
+
+    result = dbpipe("dbpipe-mariabackup-restore", "list", directory, "--until", "3")
+    assert result.returncode == 0 and "Bareos job" not in result.stdout.decode().splitlines()[-1]
+
+
+def _tree(path: Path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_prepare_force_with_a_damaged_piece_keeps_the_earlier_result(chain, tmp_path):
+    """A payload byte flipped in a stored piece: its trailer still reads well
+    (list says 'use'), prepare --force names it and the earlier prepared
+    result stays, whole, with its record."""
+    directory = tmp_path / "force"
+    link_pieces(chain, directory, [0, 3])
+    assert dbpipe("dbpipe-mariabackup-restore", "prepare", directory).returncode == 0
+    earlier, record = _tree(directory / "prepared"), (directory / "prepared.json").read_bytes()
+    name = sorted(os.listdir(chain.landed))[4]
+    data = bytearray((chain.landed / name).read_bytes())
+    data[len(data) // 2] ^= 0x01                      # a copy: the chain's own file stays intact
+    (directory / name).write_bytes(bytes(data))
+    listed = dbpipe("dbpipe-mariabackup-restore", "list", directory)
+    assert f"use  {name}" in listed.stdout.decode()
+
+    result = dbpipe("dbpipe-mariabackup-restore", "prepare", directory, "--force")
+
+    assert result.returncode == 65, result.stderr.decode()
+    assert f"damaged piece {name} (#4 incremental" in last_line(result)
+    assert "checksum" in last_line(result)
+    assert _tree(directory / "prepared") == earlier
+    assert (directory / "prepared.json").read_bytes() == record
+    assert not [n for n in os.listdir(directory) if n.startswith(".preparing-")]
+
+    (directory / name).unlink()                      # the good copy comes back: the new result replaces
+    os.link(chain.landed / name, directory / name)
+    replaced = dbpipe("dbpipe-mariabackup-restore", "prepare", directory, "--force")
+    assert replaced.returncode == 0, replaced.stderr.decode()
+    assert "Bareos job 104" in replaced.stdout.decode()
+    assert json.loads((directory / "prepared.json").read_text())["pieces"][-1] == name
+    assert not [n for n in os.listdir(directory) if n.startswith(".preparing-")]
+
+
+def _named(service, prefix: str) -> list[str]:
+    return sorted(name for name in os.listdir(service.root) if name.startswith(prefix))
+
+
+def _hanging_manager(tmp_path) -> tuple[Path, Path]:
+    """A service manager whose start never returns (the server never comes up)."""
+    started, manager = tmp_path / "start-called", tmp_path / "hanging-manager"
+    manager.write_text(f'#!/bin/sh\nif [ "$1" = start ]; then echo $$ > {started}; exec sleep 300; fi\n'
+                       f'exec {SERVICE_MANAGER} "$@"\n')
+    manager.chmod(0o755)
+    return manager, started
+
+
+def test_a_copy_back_killed_with_sigkill_is_rolled_back_by_its_record_on_rerun(chain, restored, tmp_path,
+                                                                               new_service):
+    """SIGKILL after the swap, while the new server starts: the record written
+    before the first move says which directory is which, so the rerun puts
+    the real pre-restore data back first, calls the killed run's copy failed,
+    and --keep-old-copies 1 keeps the real one."""
+    target = new_service("killed-rerun").install().start()
+    target.sql("CREATE DATABASE genuine_before_restore")
+    manager, started = _hanging_manager(tmp_path)
+    proc = subprocess.Popen(
+        [str(BIN / "dbpipe-mariabackup-restore"), "copy-back", str(chain.landed), "--datadir", target.datadir,
+         "--service", target.root, "--service-manager", str(manager), "--defaults-file", target.cnf,
+         "--state-dir", os.path.join(target.root, "no-state")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+        env=bareos_env())
+    deadline = time.monotonic() + 120
+    while not (started.exists() and started.read_text().strip()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "copy-back never started the server"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    os.kill(int(started.read_text()), signal.SIGKILL)   # the orphaned, hanging start
+
+    assert not target.running()
+    [old] = _named(target, "data.dbpipe-old-")
+    assert os.path.isdir(os.path.join(target.root, old, "genuine_before_restore"))
+    assert not os.path.exists(os.path.join(target.datadir, "genuine_before_restore"))
+    record = json.loads(Path(target.datadir + ".dbpipe-copy-back.json").read_text())
+    assert (record["kept"], record["phase"]) == (os.path.join(target.root, old), "moving")
+
+    rerun = copy_back(chain.landed, target, "--keep-old-copies", "1")
+
+    said = rerun.stderr.decode()
+    assert rerun.returncode == 0, said
+    assert "was interrupted" in said and "rolling it back first" in said
+    [failed] = re.findall(r"rolled back: the interrupted copy is in (\S+),", said)
+    assert os.path.basename(failed).startswith("data.dbpipe-failed-") and not os.path.exists(failed)
+    [kept] = _named(target, "data.dbpipe-old-")        # the one copy kept is the real one
+    assert os.path.isdir(os.path.join(target.root, kept, "genuine_before_restore"))
+    assert _named(target, "data.dbpipe-failed-") == []
+    assert not os.path.exists(target.datadir + ".dbpipe-copy-back.json")
+    assert target.running()
+    last_job = json.loads((chain.landed / "prepared.json").read_text())["last_job"]
+    assert snapshot(target) == chain.snapshots[int(last_job) - 100]
+
+
+@pytest.mark.parametrize("mount", ["tmpfs", "bind"])
+def test_copy_back_onto_a_mount_point_is_refused_before_anything_stops(mount, chain, restored, new_service):
+    """Its own volume (tmpfs), or a bind mount from the same filesystem (same
+    st_dev: os.path.ismount does not see it, the rename would still fail)."""
+    target = new_service("mounted")
+    os.makedirs(target.datadir)
+    if mount == "tmpfs":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "dbpipe-test", target.datadir], check=True)
+    else:
+        os.makedirs(os.path.join(target.root, "volume"))
+        subprocess.run(["mount", "--bind", os.path.join(target.root, "volume"), target.datadir], check=True)
+    try:
+        target.install().start()
+        target.sql("CREATE DATABASE before_restore")
+
+        result = copy_back(chain.landed, target)
+
+        assert result.returncode == 64, result.stderr.decode()
+        assert len(result.stderr.decode().splitlines()) == 1
+        assert f"--datadir {target.datadir} is a mount point" in last_line(result)
+        assert "nothing was changed" in last_line(result)
+        assert target.running() and "before_restore" in target.sql("SHOW DATABASES")
+        assert _named(target, "data.dbpipe-") == []
+        assert os.path.exists(os.path.join(target.datadir, "before_restore"))
+    finally:
+        target.stop()
+        subprocess.run(["umount", target.datadir], check=True)
+
+
+def test_item_restore_refuses_a_physical_piece_for_what_it_is(chain, tmp_path):
+    result = dbpipe("nextcloud-restore-items", "list", "--user", "alice", "--scratch-type", "sqlite",
+                    chain.streams[0])
+    assert result.returncode == 65, result.stderr.decode()
+    assert "this is a physical backup piece (dbpipe-mariabackup), not an SQL dump" in last_line(result)
+    assert "all-databases" not in result.stderr.decode() and result.stdout == b""

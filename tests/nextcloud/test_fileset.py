@@ -4,8 +4,9 @@ the installation the way Nextcloud reads it (File = "\\|command")."""
 from __future__ import annotations
 
 import os
+import shutil
 
-from ..helpers import dbpipe, last_line
+from ..helpers import bareos_env, dbpipe, last_line
 from . import installs
 
 
@@ -76,3 +77,59 @@ def test_an_unreadable_installation_prints_no_path_and_one_error_line(nc_root):
     assert result.stdout == b""
     assert len(result.stderr.decode().splitlines()) == 1
     assert "owned by root" in last_line(result)
+
+
+def test_a_missing_data_directory_fails_with_one_line_naming_it(nc_root, nc_base, tmp_path):
+    """The disk holding 'datadirectory' is not mounted and its mount point is
+    gone: nothing is listed (not even config/), the job fails; with
+    --bareos-job the line is recorded for dbpipe-joblog."""
+    data = nc_base / f"{nc_root.name}-unmounted"
+    install = build(nc_root, datadirectory=str(data))
+    (nc_root / "themes").mkdir()
+    shutil.rmtree(data)
+    env = bareos_env(DBPIPE_STATE_DIR=str(tmp_path))
+
+    for args in ((), ("--exclude",), ("--bareos-job", "4711")):
+        result = dbpipe("nextcloud-fileset", *args, install.root, env=env)
+        assert result.returncode == 66, result.stderr
+        assert result.stdout == b"" and len(result.stderr.decode().splitlines()) == 1
+        assert last_line(result).endswith(f"data directory {data} is missing (disk not mounted?)")
+
+    printed = dbpipe("dbpipe-joblog", "4711", env=env)
+    assert printed.stdout.decode().splitlines() == [last_line(result)]
+
+
+def test_a_data_directory_without_its_ocdata_marker_fails(nc_root, nc_base):
+    """An empty mount point (the disk not mounted under it): Nextcloud itself
+    refuses to run on a data directory without .ocdata."""
+    data = nc_base / f"{nc_root.name}-empty"
+    install = build(nc_root, datadirectory=str(data))
+    shutil.rmtree(data)
+    data.mkdir()
+
+    result = fileset(install)
+
+    assert result.returncode == 66 and result.stdout == b""
+    assert last_line(result).endswith(f"data directory {data} has no .ocdata (disk not mounted?)")
+    (data / ".ocdata").write_text("")
+    assert lines(fileset(install)) == sorted([str(nc_root / "config"), str(data)])
+
+
+def test_a_path_with_a_line_break_is_refused_not_split(nc_root, nc_base):
+    data = nc_base / f"{nc_root.name}-nl\ndata"
+    install = build(nc_root, datadirectory=str(data))
+    try:
+        result = fileset(install)
+        assert result.returncode == 78 and result.stdout == b""
+        assert len(result.stderr.decode().splitlines()) == 1
+        assert "'datadirectory'" in last_line(result) and "contains a line break" in last_line(result)
+        assert repr(str(data)) in last_line(result)
+
+        apps = [{"path": str(nc_root / "x\ncustom_apps"), "url": "/custom", "writable": True}]
+        install = build(nc_base / f"{nc_root.name}-apps", apps_paths=apps)
+        result = fileset(install, "--exclude")
+        assert result.returncode == 78 and result.stdout == b""
+        assert "'apps_paths'" in last_line(result)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(nc_base / f"{nc_root.name}-apps", ignore_errors=True)

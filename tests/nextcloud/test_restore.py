@@ -256,7 +256,7 @@ def test_where_occ_refuses_php_writes_config_php_and_refuses_a_read_only_one(nc_
     assert install.maintenance and install.config()["data-fingerprint"] == ""
 
 
-@pytest.mark.parametrize("writer", ["exit 65", "killed", "never ran"])
+@pytest.mark.parametrize("writer", ["exit 65", "killed", "never ran", "unreadable record"])
 def test_after_a_failed_bpipe_writer_the_hook_changes_nothing(writer, plain_install, run_hook, env,
                                                              tmp_path, occ_variant):
     """restore-nextcloud's After script runs by bareos-fd's own status, which a
@@ -266,7 +266,10 @@ def test_after_a_failed_bpipe_writer_the_hook_changes_nothing(writer, plain_inst
     saved = back_up(install, run_hook, dump)
     install.config_file.write_bytes(saved)       # config/ came back from the backup
     record = JobLog("31", str(tmp_path / "state-root" / "joblog"))
-    if writer != "never ran":
+    if writer == "unreadable record":            # the record directory is not a directory
+        (tmp_path / "state-root").mkdir()
+        (tmp_path / "state-root" / "joblog").write_text("")
+    elif writer != "never ran":
         record.append("dbpipe-restore 100 started", record.status_path)
     if writer == "exit 65":
         record.append("dbpipe-restore: stream checksum mismatch")
@@ -278,8 +281,12 @@ def test_after_a_failed_bpipe_writer_the_hook_changes_nothing(writer, plain_inst
 
     assert result.returncode == 65, text(result)
     said = {"exit 65": "failed (exit 65: stream checksum mismatch)", "killed": "failed (did not finish)",
-            "never ran": "did not run"}[writer]
-    assert f"the database restore of Bareos job 31 {said}" in last_line(result)
+            "never ran": "did not run", "unreadable record": ""}[writer]
+    if said:
+        assert f"the database restore of Bareos job 31 {said}" in last_line(result)
+    else:
+        assert last_line(result).endswith(f"cannot read the record of Bareos job 31 in "
+                                          f"{tmp_path / 'state-root' / 'joblog'}: Not a directory")
     assert install.commands()[mark:] == [] and install.maintenance
 
 

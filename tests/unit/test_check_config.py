@@ -65,7 +65,8 @@ CASES = [
     (FILESET, "--nextcloud /var/www/nextcloud\"", "--nextcloud /var/www/nextcloud --host db:3306\"",
      "no other ':'"),
     (FILESET, '":file=/NEXTCLOUD/database.sql"', '":/NEXTCLOUD/database.sql"', "plugin string needs"),
-    (FILESET, "nextcloud-fileset /var/www/nextcloud\"", "nextcloud-fileset /var/www/nextcloud > /tmp/x\"",
+    (FILESET, "nextcloud-fileset --bareos-job %i /var/www/nextcloud\"",
+     "nextcloud-fileset --bareos-job %i /var/www/nextcloud > /tmp/x\"",
      "no shell runs this command"),
     (GENERIC, '\n             ":writer=/usr/local/bin/dbpipe-restore --profile mydb --where=%w --replace=%r '
               '--pseudo-file /DBPIPE/mydb.sql"', "", "plugin string needs"),

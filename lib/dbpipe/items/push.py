@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import PermissionDenied, UnavailableError, UsageError
 from ..log import log, register_secret
+from .ical import property_value
 from .model import CALENDAR, Collection, Item
 
 TIMEOUT = 60
@@ -148,9 +149,19 @@ class Pusher:
         if status == 412:
             return Outcome(item, SKIPPED, "exists; --overwrite replaces it")
         if UID_CONFLICT.search(body):
-            return Outcome(item, FAILED if self.overwrite else SKIPPED,
-                           "an item with this UID exists under another name")
+            return self._uid_conflict(url, item)
         return Outcome(item, FAILED, _message(status, body))
+
+    def _uid_conflict(self, url: str, item: Item) -> Outcome:
+        """The server keeps one object per UID and never changes an object's
+        UID: either this UID lives under another name, or this name holds
+        another item.  Neither is ours to replace, not even with --overwrite."""
+        status, body = self.client.request("GET", url)
+        uid = property_value(body, b"UID").strip().decode("utf-8", "replace") if status == 200 else ""
+        if uid and uid != item.uid:
+            return Outcome(item, SKIPPED, f"this name holds another item on the server (UID {uid}); "
+                                          "push it elsewhere with --collection-url")
+        return Outcome(item, SKIPPED, "an item with this UID exists under another name")
 
 
 def summary(outcomes: list[Outcome]) -> str:

@@ -26,6 +26,7 @@ from .model import ADDRESSBOOK, BIRTHDAY_CALENDAR, CALENDAR, Collection, Item, S
 from .tables import DavTables, check_prefix, dav_tables
 
 ScratchFor = Callable[[Header], Target]
+PHYSICAL_ENGINE = "mariabackup"   # physical.piece.ENGINE; that package is not imported for this
 LOGIN_REFUSED = re.compile(r"cannot connect|authentication failed|no password supplied|"
                            r"role .* does not exist", re.IGNORECASE)
 
@@ -63,6 +64,9 @@ def read_backup(in_fd: int, label: str, scratch_for: ScratchFor, prefix: str,
 
 
 def _check_header(header: Header) -> Header:
+    if header.engine == PHYSICAL_ENGINE:
+        raise DataError("this is a physical backup piece (dbpipe-mariabackup), not an SQL dump; item "
+                        "restore needs the logical dump of the Nextcloud database (dbpipe-dump)")
     if header.scope != "database":
         raise DataError("this is an all-databases dump; item restore needs the dump of the "
                         "Nextcloud database alone")

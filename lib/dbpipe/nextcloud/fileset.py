@@ -12,6 +12,13 @@ Nextcloud's own log files).
 
 bareos-fd merges the command's stderr into the list it reads: nothing but
 paths may be printed, and a warning on stderr would become a bogus file name.
+A path with a newline would reach it as two wrong paths, so it is refused.
+
+The data directory is the part of the backup that matters, and the one most
+easily absent: a disk that is not mounted leaves the mount point empty or
+gone.  Nextcloud itself refuses to run on a data directory without its
+.ocdata marker (OC_Util::checkDataDirectoryValidity); the file list refuses
+it the same way, so the job fails instead of ending T without user files.
 
 In snapshot mode the same directories are read from the snapshot view,
 <view root>/<path>; the FileSet's StripPath turns them back into <path>.  The
@@ -25,10 +32,14 @@ import glob
 import os
 from dataclasses import dataclass
 
+from ..errors import ConfigError, NoInputError
 from ..snapshot import SNAPSHOT_DIR
 from ..snapshot.view import view_path
 from .config import php_truthy, read_system_config, with_environment
 from .installation import Installation
+
+
+OCDATA = ".ocdata"
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,32 @@ def file_list(installation: Installation, values: dict | None = None) -> FileLis
     """values: the merged system config (read through PHP when not given)."""
     if values is None:
         values = with_environment(read_system_config(installation))
-    data = os.path.realpath(str(values.get("datadirectory") or os.path.join(installation.root, "data")))
+    configured = str(values.get("datadirectory") or os.path.join(installation.root, "data"))
+    apps = writable_app_dirs(installation.root, values.get("apps_paths"))
+    for path, key in [(configured, "datadirectory")] + [(app, "apps_paths") for app in apps]:
+        _refuse_newline(path, f"config.php '{key}'")
+    data = checked_data_directory(configured)
     include = [os.path.join(installation.root, "config"), data, os.path.join(installation.root, "themes")]
-    include += writable_app_dirs(installation.root, values.get("apps_paths"))
-    return FileList(_existing_once(include), excluded(data, values))
+    files = FileList(_existing_once(include + apps), excluded(data, values))
+    for path in files.include + files.exclude:
+        _refuse_newline(path, "the path")
+    return files
+
+
+def checked_data_directory(configured: str) -> str:
+    """The real data directory, if it is one Nextcloud would run on."""
+    data = os.path.realpath(configured)
+    if not os.path.isdir(data):
+        raise NoInputError(f"Nextcloud data directory {configured} is missing (disk not mounted?)")
+    if not os.path.exists(os.path.join(data, OCDATA)):
+        raise NoInputError(f"Nextcloud data directory {configured} has no {OCDATA} (disk not mounted?)")
+    return data
+
+
+def _refuse_newline(path: str, what: str) -> None:
+    """A line break would split the path into two wrong ones in Bareos' list."""
+    if "\n" in path or "\r" in path:
+        raise ConfigError(f"{what} {path!r} contains a line break: refusing to list it for Bareos")
 
 
 def in_view(files: FileList, view: str) -> FileList:

@@ -8,9 +8,11 @@ validates the chain from those trailers before touching anything, prepares it
 and swaps it into the server's data directory without ever deleting the old one.
 
 Modules: ``piece`` (metadata and names), ``state`` (the reader's chain state),
-``tool`` (mariabackup/mbstream command lines, server facts), ``backup`` (the
-reader), ``store`` (the writer), ``chain`` (order and validate), ``prepare``,
+``identity`` (which server instance a data directory holds), ``tool``
+(mariabackup/mbstream command lines, server facts), ``backup`` (the reader),
+``store`` (the writer), ``chain`` (order and validate), ``prepare``,
 ``server_checks`` (is the server stopped, answering, whole; services.py stops
-and starts it), ``copyback`` (Nextcloud through nextcloud.cycle) and
+and starts it), ``copyback`` (Nextcloud through nextcloud.cycle),
+``swap_record`` (what a killed copy-back leaves for the next one) and
 ``restore_options`` (dbpipe-mariabackup-restore's commands).
 """

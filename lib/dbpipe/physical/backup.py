@@ -27,6 +27,7 @@ from ..safety import refuse_dump
 from ..stream import StreamWriter
 from ..target import Target
 from ..transfer import copy_dump
+from . import identity
 from .piece import Piece, stream_header
 from .state import ChainState, StateDir
 from .tool import CHECKPOINTS, INFO, ServerFacts, Tools, completed_ok, read_info, server_facts
@@ -63,6 +64,10 @@ def chain_problem(state: ChainState, facts: ServerFacts) -> str:
                 f"this is {new.hostname} {new.datadir} port {new.port})")
     if old.version != new.version:
         return f"the server version changed since the full backup ({old.version} -> {new.version})"
+    other = identity.difference(identity.Instance(old.instance_id, old.redo_log_start),
+                                identity.Instance(new.instance_id, new.redo_log_start))
+    if other:
+        return other
     if 0 <= facts.lsn < state.last.to_lsn:
         return (f"the server's log sequence number {facts.lsn} is behind the chain's "
                 f"{state.last.to_lsn} (restored or re-initialised server)")

@@ -57,10 +57,9 @@ def select_chain(pieces: list[StoredPiece], directory: str, until: int | None = 
                         f"({', '.join(chains)}): pieces from different servers or full backups "
                         "cannot be combined; keep only one chain's pieces there")
     by_sequence = _unique_sequences(pieces)
-    candidates = [seq for seq in by_sequence if until is None or seq <= until]
-    if not candidates:
-        raise NoInputError(f"no piece up to sequence {until} in {directory}")
-    path = _path_to(by_sequence[max(candidates)], by_sequence, directory)
+    if until is not None and until not in by_sequence:
+        raise DataError(_unreachable(until, by_sequence, directory))
+    path = _path_to(by_sequence[until if until is not None else max(by_sequence)], by_sequence, directory)
     _check_versions(path)
     used = {stored.piece.sequence for stored in path}
     unused = [stored for seq, stored in sorted(by_sequence.items()) if seq not in used]
@@ -69,6 +68,15 @@ def select_chain(pieces: list[StoredPiece], directory: str, until: int | None = 
             "superseded by a differential backup"
         log.info("not needed: %s (%s)", os.path.basename(stored.path), why)
     return Chain(path, unused)
+
+
+def _unreachable(until: int, by_sequence: dict[int, StoredPiece], directory: str) -> str:
+    """--until names a point the stored pieces do not reach: never an older one instead."""
+    stored = ", ".join(f"#{seq}" for seq in sorted(by_sequence))
+    jobs = {s.piece.parent_job for s in by_sequence.values() if s.piece.parent_sequence == until}
+    job = f" (Bareos job {', '.join(sorted(j for j in jobs if j))})" if any(jobs) else ""
+    return (f"--until {until}: backup #{until}{job} is missing from {directory}, which holds "
+            f"{stored}; restore that backup's stream there too, or choose a stored one")
 
 
 def _unique_sequences(pieces: list[StoredPiece]) -> dict[int, StoredPiece]:

@@ -4,7 +4,11 @@ The old data directory is never deleted: it is renamed aside (same file
 system, atomic) and the new one is built beside it.  If anything after that
 fails - copy-back, ownership, a server that does not start or whose data
 does not open, a cancel - the new directory is moved away, the old one is
-put back and the service started again.
+put back and the service started again.  A copy-back killed on the way
+cannot do that; the record it wrote before the first move (swap_record)
+lets the next copy-back finish or roll it back before its own swap.  A data
+directory that is a mount point cannot be renamed: refused before anything
+is stopped.
 
 Nextcloud, when asked for, goes through the hooks' cycle (nextcloud.cycle):
 the installation's lock, a record saved before anything changes, maintenance
@@ -28,15 +32,18 @@ from dataclasses import dataclass
 
 from .. import stamps
 from ..engines import LiveChange
-from ..errors import Cancelled, DbpipeError, UnavailableError, UsageError
+from ..errors import Cancelled, CantCreateError, DbpipeError, UnavailableError, UsageError
+from ..files import fsync_directory
 from ..leftovers import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import Child
 from ..services import Service
+from ..snapshot.mounts import is_mounted
 from ..target import Target
 from .prepare import PREPARED, read_record
 from .server_checks import best_effort, check_databases, wait_until_answering, wait_until_stopped
 from .state import StateDir
+from .swap_record import RESTORED, Swap, SwapRecord
 from .tool import Tools, completed_ok
 
 DEFAULT_OWNER = "mysql"
@@ -71,9 +78,12 @@ def copy_back(request: CopyBackRequest) -> str | None:
     request = dataclasses.replace(request, directory=os.path.abspath(request.directory))
     prepared = read_record(request.directory)
     datadir = _checked_datadir(request)
-    log.info("restoring %s into %s", prepared.describe(), datadir)
-    with _nextcloud_closed(request) as live:
-        kept = _swap(request, datadir, _owner(datadir), live)
+    record = SwapRecord(datadir)
+    with record.locked():
+        _recover(request, datadir, record)
+        log.info("restoring %s into %s", prepared.describe(), datadir)
+        with _nextcloud_closed(request) as live:
+            kept = _swap(request, datadir, _owner(datadir), live, record)
     if request.state_dir:
         StateDir(request.state_dir).retire("the server was restored")
     keep_newest(_kept_directories(datadir), request.keep_old_copies,
@@ -90,6 +100,10 @@ def _checked_datadir(request: CopyBackRequest) -> str:
         raise UsageError(f"--datadir {request.datadir}: not a usable data directory location")
     if datadir.startswith(prepared + "/") or prepared.startswith(datadir + "/") or datadir == prepared:
         raise UsageError("--datadir must not overlap the prepared backup")
+    if os.path.ismount(datadir) or is_mounted(datadir):   # a bind mount shares its st_dev
+        raise UsageError(f"--datadir {datadir} is a mount point, which copy-back cannot move aside: "
+                         f"put the data directory one level below it (datadir = {datadir}/data) "
+                         "or copy back by hand; nothing was changed")
     return datadir
 
 
@@ -107,7 +121,8 @@ def _owner(datadir: str) -> Owner:
         return Owner(os.getuid(), os.getgid(), 0o750)
 
 
-def _swap(request: CopyBackRequest, datadir: str, owner: Owner, live: LiveChange) -> str | None:
+def _swap(request: CopyBackRequest, datadir: str, owner: Owner, live: LiveChange,
+          record: SwapRecord) -> str | None:
     live.begin()  # durably first: a copy-back killed from here on leaves a record saying so
     try:
         _stop(request.service, datadir)
@@ -116,23 +131,68 @@ def _swap(request: CopyBackRequest, datadir: str, owner: Owner, live: LiveChange
         raise
     stamp = stamps.for_name()
     kept = f"{datadir}.dbpipe-old-{stamp}" if os.path.lexists(datadir) else None
+    swap = Swap(datadir, kept, f"{datadir}.dbpipe-failed-{stamp}", request.directory)
     try:
+        record.save(swap)  # before the first move: a rerun after a kill goes by it
         if kept:
-            os.rename(datadir, kept)
+            _move(datadir, kept)
             log.info("old data directory moved aside to %s", kept)
         _build(request, datadir, owner)
         request.service.start()
         wait_until_answering(request.target, request.start_timeout)
         check_databases(request.target, os.path.join(request.directory, PREPARED))
+        record.save(dataclasses.replace(swap, phase=RESTORED))
     except BaseException as exc:
         back, outcome = _roll_back(request, datadir, kept, stamp)
+        if back:
+            record.clear()
         if back and kept:
             live.reverted()
         if isinstance(exc, DbpipeError) and not isinstance(exc, Cancelled):
             raise DbpipeError(f"{exc}; {outcome}", exc.code) from None
         log.error("%s", outcome)
         raise
+    record.clear()
     return kept
+
+
+def _recover(request: CopyBackRequest, datadir: str, record: SwapRecord) -> None:
+    """An earlier copy-back was killed: finish it if its server answered,
+    else put its previous data directory back by the record, so that this
+    run moves the right one aside (and calls it that)."""
+    swap = record.load()
+    if swap is None:
+        return
+    if swap.phase == RESTORED:
+        log.warning("an interrupted copy-back into %s had completed (its server answered); the data "
+                    "directory before it is kept in %s", datadir, swap.kept or "(there was none)")
+        record.clear()
+        return
+    log.warning("an earlier copy-back into %s was interrupted (record %s): rolling it back first",
+                datadir, record.path)
+    _stop(request.service, datadir)
+    if not (swap.kept and not os.path.lexists(swap.kept)):  # else: killed before the first move
+        if os.path.lexists(datadir):
+            _move(datadir, swap.failed)
+        if swap.kept:
+            _move(swap.kept, datadir)
+    record.clear()
+    log.warning("rolled back: the interrupted copy is in %s, the previous data directory is back in %s",
+                swap.failed if os.path.lexists(swap.failed) else "(none was made)", datadir)
+    if os.path.isdir(datadir):
+        request.service.start()
+        wait_until_answering(request.target, request.start_timeout)
+
+
+def _move(source: str, destination: str) -> None:
+    """Rename durably (a crash must not undo a move the record relies on)."""
+    if os.path.lexists(destination):
+        raise CantCreateError(f"cannot move {source} to {destination}: it exists")
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        raise CantCreateError(f"cannot move {source} to {destination}: {exc.strerror}") from None
+    fsync_directory(os.path.dirname(destination))
 
 
 def _stop(service: Service, datadir: str) -> None:

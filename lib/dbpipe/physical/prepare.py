@@ -1,10 +1,12 @@
 """Extract, verify and prepare a chain into DIR/prepared.
 
-Each piece is extracted into its own fresh directory while its SHA-256 is
-checked, the full backup is prepared, and each incremental/differential is
+Every piece is read in full and checked against its trailer first, so a
+damaged one is named before anything is extracted or replaced.  Each piece
+is extracted into its own fresh directory while its SHA-256 is checked
+again, the full backup is prepared, and each incremental/differential is
 applied exactly once (mariabackup cannot apply one twice).  Everything
 happens in a scratch directory; DIR/prepared and its record DIR/prepared.json
-appear only when all of it succeeded.
+appear (or replace an earlier result) only when all of it succeeded.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 
-from ..errors import CantCreateError, DataError, UnavailableError
+from ..errors import CantCreateError, DataError, NoInputError, UnavailableError
 from ..files import atomic_write
 from ..leftovers import owned_pattern, owner_tag, sweep
-from ..log import log
+from ..log import Progress, log
 from ..process import Child
 from ..stream import write_all
 from ..transfer import Pump
@@ -62,7 +64,9 @@ def prepare(directory: str, tools: Tools, force: bool = False, until: int | None
     result = Prepared.of(chain)
     log.info("restoring %s", " + ".join(s.piece.describe() for s in chain.pieces))
     output, record = os.path.join(directory, PREPARED), os.path.join(directory, RECORD)
-    _clear_previous(output, record, force)
+    if not force and (os.path.lexists(output) or os.path.lexists(record)):
+        raise CantCreateError(f"{output} already exists; use --force to prepare again")
+    verify_pieces(chain)
     sweep(directory, owned_pattern(".preparing-"), "unfinished prepare directory")
     try:
         work = tempfile.mkdtemp(dir=directory, prefix=".preparing-" + owner_tag())
@@ -70,7 +74,7 @@ def prepare(directory: str, tools: Tools, force: bool = False, until: int | None
         raise CantCreateError(f"cannot create a scratch directory in {directory}: {exc.strerror}") from None
     try:
         base = _apply_all(chain, work, tools, options)
-        os.rename(base, output)
+        _replace_previous(base, output, record, work)
         _write_record(record, result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -89,15 +93,31 @@ def read_record(directory: str) -> Prepared:
         raise DataError(f"{path} is unreadable ({exc}): run prepare --force") from None
 
 
-def _clear_previous(output: str, record: str, force: bool) -> None:
-    """A previous result is ours to replace, but only when asked to."""
-    if not (os.path.exists(output) or os.path.exists(record)):
-        return
-    if not force:
-        raise CantCreateError(f"{output} already exists; use --force to prepare again")
+def verify_pieces(chain: Chain) -> None:
+    """Every piece's whole payload against its trailer, before anything is
+    extracted or an earlier result replaced; a damaged one is named."""
+    for stored in chain.pieces:
+        try:
+            with open(stored.path, "rb", buffering=0) as handle:
+                Pump(handle.fileno(), stored.path, Progress("verify")).run(lambda data: None)
+        except OSError as exc:
+            raise DataError(f"cannot read {stored.path}: {exc.strerror}") from None
+        except (DataError, NoInputError) as exc:
+            raise DataError(f"damaged piece {os.path.basename(stored.path)} "
+                            f"({stored.piece.describe()}): {exc}") from None
+    log.info("verified %d piece(s): length and SHA-256 match their trailers", len(chain.pieces))
+
+
+def _replace_previous(base: str, output: str, record: str, work: str) -> None:
+    """The new result takes the earlier one's place only now that it is
+    complete; the earlier one goes into the scratch directory, which is
+    removed.  Without its record no half-replaced result is ever used."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(record)
-    shutil.rmtree(output, ignore_errors=True)
+    if os.path.lexists(output):
+        os.rename(output, os.path.join(work, "previous"))
+        log.info("replacing the earlier result in %s", output)
+    os.rename(base, output)
 
 
 def _apply_all(chain: Chain, work: str, tools: Tools, options: tuple) -> str:

@@ -38,6 +38,8 @@ class ServerIdentity:
     datadir: str
     port: int
     version: str
+    instance_id: str = ""         # identity.Instance: "" in states of older versions
+    redo_log_start: int = -1
 
 
 @dataclass

@@ -19,6 +19,7 @@ from ..engines.base import DumpCommand
 from ..engines.mysql import MysqlEngine, connection_args, mysql_error
 from ..process import find_tool
 from ..target import Target
+from .identity import read_instance
 from .state import ServerIdentity
 
 COMPLETED = "completed OK!"
@@ -109,8 +110,10 @@ def server_facts(target: Target) -> ServerFacts:
                 hostname, datadir, port, version = cur.fetchone()
                 cur.execute("SHOW ENGINE INNODB STATUS")
                 status = cur.fetchone()[2]
+                instance = read_instance(cur, datadir)
         except pymysql.err.MySQLError as exc:
             raise mysql_error(exc, "cannot read the server's facts") from None
     found = LSN_LINE.search(status)
-    identity = ServerIdentity(hostname, os.path.normpath(datadir), int(port), version)
+    identity = ServerIdentity(hostname, os.path.normpath(datadir), int(port), version,
+                              instance.instance_id, instance.redo_log_start)
     return ServerFacts(identity, int(found.group(1)) if found else -1)

@@ -1,0 +1,66 @@
+"""The record a copy-back keeps beside the data directory while it swaps it.
+
+A copy-back killed mid-way (SIGKILL, a crash) cannot put anything back, and
+afterwards the directories alone do not say which is which: the killed run's
+unfinished copy sits in the data directory's place, the real pre-restore data
+in <datadir>.dbpipe-old-<t1>.  A rerun that simply moved "the data directory"
+aside again would call the unfinished copy the previous data directory.  So,
+as the Nextcloud hooks do, the swap writes a record before its first move -
+which directory was moved where - marks it restored once the new server
+answered, and removes it only after a success or a complete rollback.  The
+next copy-back reads it first: a restored swap is finished, anything else is
+rolled back by the record before the new swap begins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from ..errors import DataError
+from ..files import atomic_write, exclusive_lock, fsync_directory
+
+SUFFIX = ".dbpipe-copy-back"
+MOVING, RESTORED = "moving", "restored"
+
+
+@dataclass(frozen=True)
+class Swap:
+    datadir: str
+    kept: str | None              # where the previous data directory went (None: there was none)
+    failed: str                   # where an unfinished copy goes on rollback
+    prepared: str                 # what was being restored
+    phase: str = MOVING
+
+
+class SwapRecord:
+    def __init__(self, datadir: str):
+        self.path = datadir + SUFFIX + ".json"
+        self.lock_path = datadir + SUFFIX + ".lock"
+
+    @contextlib.contextmanager
+    def locked(self):
+        with exclusive_lock(self.lock_path, f"another copy-back into {self.path[:-len(SUFFIX + '.json')]} "
+                                             "is running"):
+            yield self
+
+    def load(self) -> Swap | None:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return Swap(**json.load(handle))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            raise DataError(f"the copy-back record {self.path} is unreadable ({exc}): "
+                            "look at the directories beside it and remove it by hand") from None
+
+    def save(self, swap: Swap) -> None:
+        with atomic_write(self.path) as handle:
+            handle.write(json.dumps(asdict(swap), indent=1).encode())
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+            fsync_directory(os.path.dirname(self.path))
