@@ -127,6 +127,7 @@ class JobLog:
         self.directory = directory or os.path.join(state_root(), "joblog")
         self.path = os.path.join(self.directory, f"{job_id}.log")
         self.status_path = os.path.join(self.directory, f"{job_id}.status")
+        self.begin_path = os.path.join(self.directory, f"{job_id}.begin")
 
     def append(self, line: str, path: str | None = None) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -135,6 +136,23 @@ class JobLog:
             os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
         finally:
             os.close(fd)
+
+    def begin(self) -> None:
+        """Mark the job's start (a restore job's Before script, `dbpipe-joblog
+        --begin %i`).  The mark's ctime comes from the same kernel clock that
+        stamps every file the job then writes, and no restore can set a ctime:
+        so the files a restore put back can be told on disk (nextcloud.restored)."""
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.begin_path)
+        os.close(os.open(self.begin_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    def begun_ns(self) -> int | None:
+        """The ctime of the job's start mark in ns; None without a mark."""
+        try:
+            return os.stat(self.begin_path).st_ctime_ns
+        except FileNotFoundError:
+            return None
 
     def started(self, program: str) -> None:
         self.append(f"{program} {os.getpid()} started", self.status_path)
@@ -157,7 +175,7 @@ class JobLog:
     def take(self) -> list[str]:
         """The record's lines; the record is gone afterwards."""
         lines = _read_lines(self.path)
-        for path in (self.path, self.status_path):
+        for path in (self.path, self.status_path, self.begin_path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         return lines
@@ -167,7 +185,7 @@ class JobLog:
         cutoff = (now or time.time()) - JOBLOG_MAX_AGE
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.directory):
-                if entry.name.endswith((".log", ".status")) and entry.stat().st_mtime < cutoff:
+                if entry.name.endswith((".log", ".status", ".begin")) and entry.stat().st_mtime < cutoff:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 
