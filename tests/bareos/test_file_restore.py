@@ -63,7 +63,8 @@ def test_one_deleted_file_comes_back_and_only_its_user_is_scanned(make_site, bed
     assert [c for c in calls if not c.startswith("status")] == ["files:scan -- alice"], calls
     assert not site.install.maintenance
     assert site.install.config().get("data-fingerprint") == fingerprint
-    assert "restored files only, the database is left as it is; alice: 1 path" in restore.log, restore
+    assert "restored no database stream, the database is left as it is; user files restored: alice: 1 path" \
+        in restore.log, restore
     assert_nothing_left(bed)
 
 

@@ -333,7 +333,8 @@ def test_files_restored_without_the_database_are_scanned_for_their_users(plain_i
     assert [c for c in install.commands()[mark:] if c.startswith(("maintenance:", "files:"))] == \
         ["files:scan -- bob"]
     assert not install.maintenance and content(install.database) == live
-    assert "restored files only, the database is left as it is; bob: 2 paths" in text(result)
+    assert "restored no database stream, the database is left as it is; user files restored: bob: 2 paths" \
+        in text(result)
 
 
 def test_a_restored_config_without_the_database_stays_an_error(plain_install, run_hook, env, tmp_path):

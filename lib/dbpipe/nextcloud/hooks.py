@@ -170,9 +170,10 @@ def _after_files_restore(options: HookOptions, record: JobLog, scan: Scan, repor
         hook.refuse_if_unfinished(hook.store.load())
         values = with_environment(read_system_config(hook.installation, options.command_timeout))
         found = restored.restored_by_user(data_directory(values, hook.installation.root), record.begun_ns())
-        report.step(f"Bareos job {record.job_id} restored files only, the database is left as it is; "
-                    + (", ".join(f"{user}: {count} path{'s' if count > 1 else ''}" for user, count in found.items())
-                       or "no user files among them"))
+        restored_files = ", ".join(f"{user}: {count} path{'s' if count > 1 else ''}"
+                                   for user, count in found.items())
+        report.step(f"Bareos job {record.job_id} restored no database stream, the database is left as it is; "
+                    f"user files restored: {restored_files or 'none'}")
         scan = scan or Scan(tuple(found))
         if not scan:
             report.step("no files:scan needed")
