@@ -177,3 +177,17 @@ def test_the_start_mark_is_older_than_every_file_written_after_it(tmp_path):
     assert restored_by_user(str(tmp_path / "data"), record.begun_ns()) == {"bob": 1}
     record.take()
     assert record.begun_ns() is None and os.listdir(record.directory) == []
+
+
+def test_bconsole_answers_and_a_drill_jobs_verdict_are_read_as_bareos_25_prints_them():
+    from dbpipe.bareos import _json_objects, _verdict
+    out = ('.api json\n{\n  "jsonrpc": "2.0",\n  "id": null,\n  "result": {\n    "api": 2\n  }\n}'
+           '.sql query="SELECT jobid FROM job"\n{\n  "jsonrpc": "2.0",\n  "id": null,\n  "result": {\n'
+           '    "query": [\n      {\n        "jobid": "7"\n      }\n    ]\n  }\n}quit\n')
+    answers = list(_json_objects(out))
+    assert answers[1]["result"]["query"] == [{"jobid": "7"}]
+    log = (" 2026-12-06 00:13:19 bareos-fd JobId 9: ClientAfterJob: file:      /x/NEXTCLOUD/database.sql\n"
+           " 2026-12-06 00:13:19 bareos-fd JobId 9: ClientAfterJob: verdict:   DAMAGED - stream checksum mismatch\n"
+           " 2026-12-06 00:13:19 bareos-fd JobId 9: Error: Runscript: ClientAfterJob returned non-zero status=65.\n")
+    assert _verdict(log) == "verdict:   DAMAGED - stream checksum mismatch"
+    assert _verdict(log.splitlines()[2]) == "Error: Runscript: ClientAfterJob returned non-zero status=65."
