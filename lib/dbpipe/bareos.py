@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .errors import DataError, UnavailableError
+from .errors import DataError, NoInputError, UnavailableError
 from .files import state_root
 
 BPIPE_EXIT_FLAG = 0x10000000
@@ -90,26 +90,128 @@ def exit_code_of(status: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class DrillSource:
+    """A backed-up database stream the drill can restore: which backup job,
+    of which FileSet, under which path."""
+
+    job_id: int
+    fileset: str
+    path: str
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended, from the catalog, and the line of its log that says why."""
+
+    job_id: int
+    status: str
+    errors: int
+    verdict: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "T" and self.errors == 0
+
+
+NAME = re.compile(r"^[A-Za-z0-9_.:/ -]+$")    # Bareos resource names and our paths: no quotes
+
+
+@dataclass(frozen=True)
 class Bconsole:
-    """bconsole on the director host, for what a RunScript Console may not do."""
+    """bconsole on the director host, for what a RunScript Console may not do:
+    start a restore, wait for it, and read its outcome from the catalog."""
 
     program: str
     config: str
     timeout: float = 120.0
 
-    def restore_newest(self, client: str, fileset: str, restore_job: str, path: str) -> int:
-        """Start restore_job for the newest backed-up version of path; its JobId."""
+    def _run(self, commands: str, timeout: float | None = None):
         from .process import run
-        command = (f"restore client={client} fileset={fileset} restorejob={restore_job} "
-                   f"file={path} current done yes\nquit\n")
-        result = run([self.program, "-c", self.config], input=command, timeout=self.timeout)
-        queued = re.search(r"Job queued\. JobId=(\d+)", result.stdout)
-        if result.code != 0 or not queued:
-            said = [line.strip() for line in result.stdout.splitlines() + result.stderr.splitlines()
-                    if re.search(r"error|no database record|not found|unknown|denied", line, re.I)]
-            raise UnavailableError(f"bconsole started no {restore_job} job for {path}: "
-                                   f"{said[-1] if said else f'exit {result.code}'}")
+        result = run([self.program, "-c", self.config], input=f"{commands}\nquit\n",
+                     timeout=timeout or self.timeout)
+        if result.code != 0:
+            raise UnavailableError(f"bconsole -c {self.config} failed: {result.last_error_line()}")
+        return result
+
+    def query(self, sql: str) -> list[dict]:
+        """Rows of a catalog query (.sql in JSON mode); values must not hold quotes."""
+        out = self._run(f'.api json\n.sql query="{sql}"').stdout
+        for answer in _json_objects(out):
+            result = answer.get("result")
+            if isinstance(result, dict) and "query" in result:
+                return result["query"]
+            if "error" in answer:
+                raise UnavailableError(f"bconsole: {answer['error'].get('message', answer['error'])}")
+        raise UnavailableError(f"bconsole answered no catalog rows: {_last_said(out)}")
+
+    def newest_stream(self, client: str, sources: dict[str, str]) -> DrillSource:
+        """The newest successful backup of client holding one of the streams
+        (FileSet name -> path): the drill follows the method in use."""
+        for value in (client, *sources, *sources.values()):
+            if not NAME.match(value):
+                raise UnavailableError(f"not a Bareos name or path the drill can use: {value!r}")
+        quoted = lambda values: ", ".join(f"'{v}'" for v in values)  # noqa: E731
+        rows = self.query(
+            "SELECT j.jobid AS jobid, f.fileset AS fileset, p.path || fl.name AS path FROM job j "
+            "JOIN client c ON c.clientid = j.clientid JOIN fileset f ON f.filesetid = j.filesetid "
+            "JOIN file fl ON fl.jobid = j.jobid JOIN path p ON p.pathid = fl.pathid "
+            f"WHERE c.name = '{client}' AND j.type = 'B' AND j.jobstatus IN ('T', 'W') "
+            f"AND f.fileset IN ({quoted(sources)}) AND p.path || fl.name IN ({quoted(set(sources.values()))}) "
+            "ORDER BY j.jobtdate DESC, j.jobid DESC LIMIT 1")
+        found = [row for row in rows if sources.get(row["fileset"]) == row["path"]]
+        if not found:
+            raise NoInputError(f"no successful backup of client {client} holds a database stream "
+                               f"({', '.join(f'{k}: {v}' for k, v in sources.items())})")
+        return DrillSource(int(found[0]["jobid"]), found[0]["fileset"], found[0]["path"])
+
+    def restore(self, client: str, source: DrillSource, restore_job: str, regexwhere: str | None = None) -> int:
+        """Start restore_job for source's file of source's backup job; its JobId."""
+        where = f" regexwhere={regexwhere}" if regexwhere else ""
+        command = (f"restore client={client} jobid={source.job_id} restorejob={restore_job}{where} "
+                   f"file={source.path} done yes")
+        out = self._run(command).stdout
+        queued = re.search(r"Job queued\. JobId=(\d+)", out)
+        if not queued:
+            raise UnavailableError(f"bconsole started no {restore_job} job for {source.path}: {_last_said(out)}")
         return int(queued.group(1))
+
+    def wait(self, job_id: int, timeout: float) -> JobOutcome:
+        """Until the job has ended; its status from the catalog and the line of its
+        log that says why (a `verdict:` line of dbpipe-verify, else the last error)."""
+        self._run(f"wait jobid={job_id}", timeout=timeout)
+        rows = self.query(f"SELECT jobstatus, joberrors FROM job WHERE jobid = {int(job_id)}")
+        if not rows:
+            raise UnavailableError(f"the catalog has no job {job_id}")
+        log = self._run(f"list joblog jobid={int(job_id)}").stdout
+        return JobOutcome(job_id, rows[0]["jobstatus"], int(rows[0]["joberrors"] or 0), _verdict(log))
+
+
+def _json_objects(text: str):
+    """The JSON answers in bconsole's output (API mode 2 pretty-prints them
+    between the echoed commands)."""
+    import json
+    decoder, pos = json.JSONDecoder(), 0
+    while (start := text.find("{", pos)) >= 0:
+        try:
+            value, pos = decoder.raw_decode(text, start)
+        except ValueError:
+            pos = start + 1
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def _verdict(log: str) -> str:
+    lines = [re.sub(r"^.*?JobId \d+: (Client(Before|After)Job: )?", "", line).strip() for line in log.splitlines()]
+    verdicts = [line for line in lines if re.search(r"\bverdict: ", line)]
+    errors = [line for line in lines if re.search(r"error|fatal|denied|failed", line, re.I)]
+    return (verdicts or errors or ["(no verdict in the job log)"])[-1]
+
+
+def _last_said(out: str) -> str:
+    said = [line.strip() for line in out.splitlines()
+            if re.search(r"error|no database record|not found|unknown|denied|no files", line, re.I)]
+    return said[-1] if said else "(nothing)"
 
 
 class JobLog:
@@ -127,6 +229,7 @@ class JobLog:
         self.directory = directory or os.path.join(state_root(), "joblog")
         self.path = os.path.join(self.directory, f"{job_id}.log")
         self.status_path = os.path.join(self.directory, f"{job_id}.status")
+        self.begin_path = os.path.join(self.directory, f"{job_id}.begin")
 
     def append(self, line: str, path: str | None = None) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -135,6 +238,23 @@ class JobLog:
             os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8", "replace"))
         finally:
             os.close(fd)
+
+    def begin(self) -> None:
+        """Mark the job's start (a restore job's Before script, `dbpipe-joblog
+        --begin %i`).  The mark's ctime comes from the same kernel clock that
+        stamps every file the job then writes, and no restore can set a ctime:
+        so the files a restore put back can be told on disk (nextcloud.restored)."""
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.begin_path)
+        os.close(os.open(self.begin_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    def begun_ns(self) -> int | None:
+        """The ctime of the job's start mark in ns; None without a mark."""
+        try:
+            return os.stat(self.begin_path).st_ctime_ns
+        except FileNotFoundError:
+            return None
 
     def started(self, program: str) -> None:
         self.append(f"{program} {os.getpid()} started", self.status_path)
@@ -168,7 +288,7 @@ class JobLog:
         except OSError as exc:
             return [f"dbpipe-joblog: cannot read the record of job {self.job_id} "
                     f"({self.path}): {exc.strerror}"]
-        for path in (self.path, self.status_path):
+        for path in (self.path, self.status_path, self.begin_path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         return lines
@@ -178,7 +298,7 @@ class JobLog:
         cutoff = (now or time.time()) - JOBLOG_MAX_AGE
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.directory):
-                if entry.name.endswith((".log", ".status")) and entry.stat().st_mtime < cutoff:
+                if entry.name.endswith((".log", ".status", ".begin")) and entry.stat().st_mtime < cutoff:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
 

@@ -39,6 +39,9 @@ class Target:
     defaults_file: str | None = None
     charset: str | None = None
     table_prefix: str | None = None   # Nextcloud's dbtableprefix, carried for checks and reports
+    # pgsql: run the client as the local account named by user (peer authentication
+    # over the Unix socket); only the server's administrative account, never a profile key
+    peer: bool = False
 
     def merged(self, **overrides) -> "Target":
         """A copy where every override that is not None replaces our value."""
@@ -52,7 +55,7 @@ class Target:
         return f"{self.type} database {self.database!r} on {where}"
 
 
-TARGET_KEYS = tuple(f.name for f in dataclasses.fields(Target))
+TARGET_KEYS = tuple(f.name for f in dataclasses.fields(Target) if f.name != "peer")
 
 
 def read_password_file(path: str) -> str:

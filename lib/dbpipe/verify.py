@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from . import cli
 from .credentials import private_directory
 from .engines import RestoreOptions, get_engine
-from .errors import CantCreateError, DataError, DbpipeError, ExitCode
+from .errors import CantCreateError, DataError, DbpipeError, ExitCode, PermissionDenied, UsageError
 from .stream import Trailer, write_all
 from .target import Target
 from .transfer import Pump
 
 CREATE_TABLE = b"\nCREATE TABLE "
+PG_SOCKET_DIR = "/var/run/postgresql"     # Debian's, where peer authentication is set up
 
 
 class TableCounter:
@@ -155,10 +156,51 @@ def check(fd: int, args: argparse.Namespace) -> Verdict:
 
 
 def _scratch_target(args: argparse.Namespace, nextcloud: Target | None) -> Target:
-    base = None if args.type else nextcloud   # the scratch database goes beside Nextcloud's
-    if not (args.type or args.config or args.profile or base) or (base or args).type == "sqlite":
+    """Who creates the scratch database: an account the caller names, or -
+    with --nextcloud alone - the local server's administrative account, never
+    Nextcloud's own (no Nextcloud install grants its user CREATE on other
+    databases, and a drill must need no grant of its own)."""
+    named = any(getattr(args, key, None) for key in ("type", "config", "profile", "user", "password_file",
+                                                      "defaults_file"))
+    if named:
+        return cli.target_from_args(args, all_databases=True, base=None if args.type else nextcloud)
+    if nextcloud is None or nextcloud.type == "sqlite":
         return Target()
-    return cli.target_from_args(args, all_databases=True, base=base)
+    return administrative_target(nextcloud)
+
+
+LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1")
+
+
+def administrative_target(database: Target) -> Target:
+    """The administrative account of the server holding database, as a
+    distribution installs it: MariaDB/MySQL root over the Unix socket
+    (unix_socket authentication), PostgreSQL postgres by peer authentication
+    (psql runs as the local postgres account).  Only root can use either."""
+    if os.geteuid() != 0:
+        raise PermissionDenied("the test restore creates its scratch database with the database server's "
+                               "administrative account, which needs root: run it as root, or name an account "
+                               "that may create databases (--profile)")
+    if not database.socket and database.host not in LOCAL_HOSTS:
+        raise UsageError(f"the database server {database.host} is not on this host: name an account there "
+                         f"that may create databases (--profile) for the test restore")
+    socket = database.socket or server_socket(database)
+    if database.type == "mysql":
+        return Target(type="mysql", socket=socket, user="root")
+    return Target(type="pgsql", socket=socket or PG_SOCKET_DIR, port=database.port, user="postgres", peer=True)
+
+
+def server_socket(database: Target) -> str | None:
+    """The Unix socket of the server that database's account reaches over
+    TCP (any account may ask), so the administrative account goes to the
+    same server and not to a default socket of another one."""
+    engine = get_engine(database.type)
+    if database.type == "mysql":
+        with engine.connect(database) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT @@socket")
+            return (cursor.fetchone() or [None])[0] or None
+    found = engine.query(database, "SHOW unix_socket_directories", database.database)
+    return found.split(",")[0].strip() or None
 
 
 def describe(path: str, report: Verdict) -> str:

@@ -1,25 +1,28 @@
-"""The weekly restore drill: the Admin job drill-nextcloud starts
-restore-drill-nextcloud for the newest database stream, which is loaded into
-a throwaway database beside the live one, checked, and dropped; the verdict
-is in the job log, a damaged stream fails the job."""
+"""The weekly restore drill: the Admin job drill-nextcloud finds the newest
+database stream of whichever Nextcloud FileSet backed it up, has
+restore-drill-nextcloud load it into a throwaway database beside the live one
+(created with the server's administrative account: Nextcloud's own user has
+no grant beyond its database), waits for it and ends with its verdict: T only
+for an intact stream that loads, non-T otherwise, the reason in its log."""
 
 from __future__ import annotations
-
-import time
 
 from .test_failures import corrupt_stream
 from .test_jobs import assert_nothing_left, assert_ok, content, occ_since
 
 
+SQLITE_TABLES = ("CREATE TABLE oc_appconfig (appid TEXT, configkey TEXT, configvalue TEXT);"
+                 "CREATE TABLE oc_users (uid TEXT PRIMARY KEY); INSERT INTO oc_users VALUES ('alice');"
+                 "CREATE TABLE oc_storages (numeric_id INT PRIMARY KEY, id TEXT);")
+
+
 def run_drill(bareos, timeout: float = 300):
-    """Run the Admin job, then wait for the restore job it started."""
+    """Run the Admin job; it ends after the restore job it started."""
     before = latest(bareos, "restore-drill-nextcloud")
-    admin = bareos.run_job("run job=drill-nextcloud")
-    deadline = time.monotonic() + 30
-    while (drill := latest(bareos, "restore-drill-nextcloud")) == before:
-        assert time.monotonic() < deadline, f"the Admin job started no drill:\n{admin}"
-        time.sleep(0.5)
-    return admin, bareos.wait(drill, timeout)
+    admin = bareos.run_job("run job=drill-nextcloud", timeout)
+    drill = latest(bareos, "restore-drill-nextcloud")
+    assert drill != before, f"the Admin job started no drill:\n{admin}"
+    return admin, bareos.job(drill)
 
 
 def latest(bareos, name: str) -> int | None:
@@ -28,24 +31,56 @@ def latest(bareos, name: str) -> int | None:
 
 
 def scratch_databases(site) -> list[str]:
-    return [name for name in site.db.server.sql("SHOW DATABASES").split() if name.startswith("dbpipe_verify_")]
+    if site.db.kind == "mysql":
+        names = site.db.server.sql("SHOW DATABASES").split()
+    else:
+        names = site.db.server.sql("SELECT datname FROM pg_database").split()
+    return [name for name in names if name.startswith("dbpipe_verify_")]
+
+
+def nextcloud_tables(site) -> None:
+    if site.db.kind == "sqlite":
+        import sqlite3
+        with sqlite3.connect(site.db.path) as conn:
+            conn.executescript(SQLITE_TABLES)
+        conn.close()
+        return
+    site.db.sql("CREATE TABLE oc_appconfig (appid VARCHAR(32), configkey VARCHAR(64), configvalue TEXT);"
+                "CREATE TABLE oc_users (uid VARCHAR(64) PRIMARY KEY); INSERT INTO oc_users VALUES ('alice');"
+                "CREATE TABLE oc_storages (numeric_id INT PRIMARY KEY, id VARCHAR(64))")
+    if site.db.kind == "pgsql":     # Nextcloud's user owns its tables
+        user = site.install.config()["dbuser"]
+        site.db.sql("".join(f'ALTER TABLE {table} OWNER TO "{user}";'
+                            for table in ("oc_appconfig", "oc_users", "oc_storages")))
+
+
+def only_its_own_database(site) -> None:
+    """Nextcloud's user as its installer leaves it: all rights on its own database, nothing else."""
+    user = site.install.config()["dbuser"]
+    if site.db.kind == "mysql":
+        for host in ("%", "localhost"):
+            site.db.server.sql(f"REVOKE ALL PRIVILEGES ON *.* FROM '{user}'@'{host}'")
+        grants = site.db.server.sql(f"SHOW GRANTS FOR '{user}'@'localhost'")
+        assert "ON *.*" not in grants.replace("GRANT USAGE ON *.*", ""), grants
+    else:
+        assert site.db.server.sql(f"SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = '{user}'") == "f"
 
 
 def test_the_drill_proves_the_newest_stream_loads_and_touches_nothing_live(make_site, bed):
     site = make_site("mysql")
-    site.db.sql("CREATE TABLE oc_appconfig (appid VARCHAR(32), configkey VARCHAR(64), configvalue TEXT);"
-                "CREATE TABLE oc_users (uid VARCHAR(64) PRIMARY KEY); INSERT INTO oc_users VALUES ('alice');"
-                "CREATE TABLE oc_storages (numeric_id INT PRIMARY KEY, id VARCHAR(64))")
+    nextcloud_tables(site)
+    only_its_own_database(site)
     assert_ok(site.backup("backup-nextcloud"))
     site.db.change()
     live, mark = content(site.db), len(site.install.commands())
 
     admin, drill = run_drill(bed.bareos)
 
-    assert_ok(admin)
     assert_ok(drill)
+    assert_ok(admin)
     assert "ClientAfterJob: verdict:   intact, test restore passed" in drill.log, drill
     assert "oc_users=1" in drill.log.replace("\n", "")
+    assert f"drill: JobId {drill.job_id} ended T: verdict:   intact, test restore passed" in admin.log, admin
     assert not list(bed.state.rglob("database.sql")), "the drill's copy must be removed"
     assert scratch_databases(site) == []
     assert content(site.db) == live
@@ -53,25 +88,59 @@ def test_the_drill_proves_the_newest_stream_loads_and_touches_nothing_live(make_
     assert_nothing_left(bed)
 
 
-def test_a_stream_without_the_nextcloud_tables_fails_the_drill(make_site, bed):
-    site = make_site("mysql")           # the sample database has no oc_users, oc_appconfig, ...
+def test_postgresql_needs_no_createdb_for_the_drill(make_site, bed):
+    site = make_site("pgsql")
+    nextcloud_tables(site)
+    only_its_own_database(site)
     assert_ok(site.backup("backup-nextcloud"))
 
-    _, drill = run_drill(bed.bareos)
+    admin, drill = run_drill(bed.bareos)
+
+    assert_ok(drill)
+    assert_ok(admin)
+    assert "verdict:   intact, test restore passed" in admin.log, admin
+    assert scratch_databases(site) == []
+
+
+def test_a_dump_file_backup_is_drilled_too(make_site, bed):
+    """The newest backup came from nextcloud-dumpfile: the drill follows it."""
+    site = make_site("sqlite")
+    nextcloud_tables(site)
+    assert_ok(site.backup("backup-nextcloud-dumpfile"))
+
+    admin, drill = run_drill(bed.bareos)
+
+    assert_ok(drill)
+    assert_ok(admin)
+    assert "(FileSet nextcloud-dumpfile)" in admin.log, admin
+    assert "verdict:   intact, test restore passed" in admin.log, admin
+    assert not list(bed.state.rglob("*.sql"))
+
+
+def test_a_stream_without_the_nextcloud_tables_fails_the_drill_and_the_admin_job(make_site, bed):
+    site = make_site("mysql")           # the sample database has no oc_users, oc_appconfig, ...
+    only_its_own_database(site)
+    assert_ok(site.backup("backup-nextcloud"))
+
+    admin, drill = run_drill(bed.bareos)
 
     assert drill.status == "E", drill
     assert "test restore lacks the tables oc_appconfig, oc_storages, oc_users" in drill.log, drill
+    assert admin.status != "T", admin
+    assert f"drill: JobId {drill.job_id} ended E: " in admin.log, admin
     assert scratch_databases(site) == []
     assert not list(bed.state.rglob("database.sql"))
 
 
-def test_a_damaged_stream_fails_the_drill(make_site, bed):
+def test_a_damaged_volume_fails_the_drill_and_the_admin_job(make_site, bed):
     site = make_site("sqlite")
     backup = site.backup("backup-nextcloud")
     assert_ok(backup)
     corrupt_stream(bed.bareos.volumes(backup.job_id))
 
-    _, drill = run_drill(bed.bareos)
+    admin, drill = run_drill(bed.bareos)
 
     assert not drill.ok and drill.status in "Ef", drill
+    assert admin.status != "T", admin
+    assert f"drill: JobId {drill.job_id} ended {drill.status}: " in admin.log, admin
     assert not list(bed.state.rglob("database.sql"))

@@ -183,7 +183,8 @@ class Bareos:
                 f'  Password = "{pw["fd"]}"\n  Catalog = MyCatalog\n}}\n',
             "storage/File.conf":
                 f'Storage {{\n  Name = File\n  Address = 127.0.0.1\n  SD Port = {p["sd"]}\n'
-                f'  Password = "{pw["sd"]}"\n  Device = FileStorage\n  Media Type = File\n}}\n',
+                f'  Password = "{pw["sd"]}"\n  Device = FileStorage\n  Media Type = File\n'
+                '  Maximum Concurrent Jobs = 10\n}\n',
             "pool/pools.conf": pools,
             "messages/messages.conf":
                 'Messages {\n  Name = Standard\n  Director = bareos-dir = all, !skipped, !restored\n'

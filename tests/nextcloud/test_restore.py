@@ -347,3 +347,56 @@ def test_sigterm_during_the_replace_mode_fallback_is_a_cancel(nc_root, server_po
         assert not install.maintenance and list(state_dir.glob("*.json")) == []
     finally:
         server.drop_database(db.name)
+
+
+def restore_job(tmp_path, job_id: str):
+    """The record of a restore job whose Before script marked its start
+    (dbpipe-joblog --begin %i) and whose bpipe writer never ran."""
+    import time
+    from dbpipe.bareos import JobLog
+    time.sleep(0.05)      # after the kernel's timestamp tick of earlier writes
+    record = JobLog(job_id, str(tmp_path / "state-root" / "joblog"))
+    record.begin()
+    return record
+
+
+def test_files_restored_without_the_database_are_scanned_for_their_users(plain_install, run_hook, env,
+                                                                        tmp_path):
+    """One file or folder (no database stream selected): the database and
+    maintenance mode stay as they are; files:scan for exactly their users."""
+    install = plain_install
+    data = install.root / "data"
+    for user in installs.USERS:
+        (data / user / "files" / "old.txt").write_text("before the restore\n")
+    live, mark = content(install.database), len(install.commands())
+    restore_job(tmp_path, "41")
+    (data / "bob" / "files" / "Docs").mkdir()
+    (data / "bob" / "files" / "Docs" / "report.txt").write_text("restored\n")   # what Bareos writes
+
+    result = run_hook(RESTORE, install, "--bareos-job", "41",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 0, text(result)
+    assert install.scanned() == ["bob"]
+    assert [c for c in install.commands()[mark:] if c.startswith(("maintenance:", "files:"))] == \
+        ["files:scan -- bob"]
+    assert not install.maintenance and content(install.database) == live
+    assert "restored no database stream, the database is left as it is; user files restored: bob: 2 paths" \
+        in text(result)
+
+
+def test_a_restored_config_without_the_database_stays_an_error(plain_install, run_hook, env, tmp_path):
+    """The start mark is there but config/ came back: a whole backup whose
+    database stream did not arrive, which must not reopen Nextcloud."""
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    saved = back_up(install, run_hook, dump)
+    restore_job(tmp_path, "42")
+    install.config_file.write_bytes(saved)
+    mark = len(install.commands())
+
+    result = run_hook(RESTORE, install, "--bareos-job", "42",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 65, text(result)
+    assert "the database restore of Bareos job 42 did not run (no database stream restored)" in last_line(result)
+    assert install.commands()[mark:] == [] and install.maintenance

@@ -154,3 +154,40 @@ def test_outcomes_say_how_each_run_of_a_program_ended(tmp_path):
     record.append("dbpipe-dump 12 exit 0", record.status_path)
     assert record.outcomes("dbpipe-restore") == ["exit 65: stream checksum mismatch", "did not finish"]
     assert record.outcomes("dbpipe-dump") == ["exit 0"]
+
+
+def test_the_start_mark_is_older_than_every_file_written_after_it(tmp_path):
+    """nextcloud-after-restore tells a restore's files by ctime: the mark comes
+    from the same kernel clock and goes with the record."""
+    import os
+    import time
+    from dbpipe.bareos import JobLog
+    from dbpipe.nextcloud.restored import changed_since, restored_by_user
+    record = JobLog("7", str(tmp_path / "joblog"))
+    (tmp_path / "data" / "alice" / "files").mkdir(parents=True)
+    (tmp_path / "data" / "alice" / "files" / "old.txt").write_text("old")
+    (tmp_path / "data" / "bob" / "files").mkdir(parents=True)
+    assert record.begun_ns() is None
+    time.sleep(0.05)      # file times are stamped at the kernel's tick (a few ms)
+    record.begin()
+    (tmp_path / "data" / "bob" / "files" / "new.txt").write_text("new")
+    os.utime(tmp_path / "data" / "bob" / "files" / "new.txt", (0, 0))     # Bareos sets the old mtime
+
+    assert list(changed_since(str(tmp_path / "data" / "alice"), record.begun_ns())) == []
+    assert restored_by_user(str(tmp_path / "data"), record.begun_ns()) == {"bob": 1}
+    record.take()
+    assert record.begun_ns() is None and os.listdir(record.directory) == []
+
+
+def test_bconsole_answers_and_a_drill_jobs_verdict_are_read_as_bareos_25_prints_them():
+    from dbpipe.bareos import _json_objects, _verdict
+    out = ('.api json\n{\n  "jsonrpc": "2.0",\n  "id": null,\n  "result": {\n    "api": 2\n  }\n}'
+           '.sql query="SELECT jobid FROM job"\n{\n  "jsonrpc": "2.0",\n  "id": null,\n  "result": {\n'
+           '    "query": [\n      {\n        "jobid": "7"\n      }\n    ]\n  }\n}quit\n')
+    answers = list(_json_objects(out))
+    assert answers[1]["result"]["query"] == [{"jobid": "7"}]
+    log = (" 2026-12-06 00:13:19 bareos-fd JobId 9: ClientAfterJob: file:      /x/NEXTCLOUD/database.sql\n"
+           " 2026-12-06 00:13:19 bareos-fd JobId 9: ClientAfterJob: verdict:   DAMAGED - stream checksum mismatch\n"
+           " 2026-12-06 00:13:19 bareos-fd JobId 9: Error: Runscript: ClientAfterJob returned non-zero status=65.\n")
+    assert _verdict(log) == "verdict:   DAMAGED - stream checksum mismatch"
+    assert _verdict(log.splitlines()[2]) == "Error: Runscript: ClientAfterJob returned non-zero status=65."

@@ -20,6 +20,7 @@ STOP = "bareos-dir.d/job/backup-nextcloud-stop-service.conf"
 DUMPFILE = "bareos-dir.d/job/backup-nextcloud-dumpfile.conf"
 FILESET = "bareos-dir.d/fileset/nextcloud.conf"
 GENERIC = "bareos-dir.d/fileset/database-mydb.conf"
+RESTORE = "bareos-dir.d/job/restore-nextcloud.conf"
 AFTER = '''  RunScript {
     RunsWhen = After
     RunsOnClient = yes
@@ -72,6 +73,8 @@ CASES = [
               '--pseudo-file /DBPIPE/mydb.sql"', "", "plugin string needs"),
     (GENERIC, "dbpipe-dump --profile mydb", "dbpipe-dump --profile mydb --password 'secret'", "no shell"),
     (GENERIC, "--where=%w", "--where %w", "needs --where=%w attached"),
+    (RESTORE, "Command = \"/usr/local/bin/dbpipe-joblog --begin %i\"", "Command = \"/usr/local/bin/dbpipe-joblog %i\"",
+     "needs the Before script 'dbpipe-joblog --begin %i'"),
 ]
 
 

@@ -10,6 +10,7 @@ as the database owner; no superuser needed.
 from __future__ import annotations
 
 import contextlib
+import pwd
 import re
 import secrets
 
@@ -17,7 +18,7 @@ from ..credentials import pgpass_environment
 from ..errors import (CantCreateError, ConfigError, DataError, DbpipeError, NoInputError,
                       PermissionDenied, TempFailure, UnavailableError)
 from ..log import log
-from ..process import Child, find_tool, point_of_no_return, run
+from ..process import Child, RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
@@ -295,6 +296,18 @@ def connection_args(target: Target) -> list[str]:
     )
 
 
+def client_account(target: Target) -> RunAs | None:
+    """Peer authentication: the client runs as the local account of the
+    database user (the administrative 'postgres' of a Debian server)."""
+    if not target.peer:
+        return None
+    try:
+        account = pwd.getpwnam(target.user or "postgres")
+    except KeyError:
+        raise UnavailableError(f"no local account {target.user!r} for peer authentication") from None
+    return RunAs(account.pw_uid, account.pw_gid)
+
+
 def _tool(name: str) -> str:
     return find_tool(name, package_hint="postgresql-client")
 
@@ -418,7 +431,7 @@ class PgsqlEngine(Engine):
                  *connection_args(target), f"--dbname={conninfo(database)}"]
                 + [f"--set={key}={value}" for key, value in variables.items()])
         with pgpass_environment(target.password) as env:
-            result = run(argv, input=sql, env_extra=env, timeout=CONTROL_TIMEOUT)
+            result = run(argv, input=sql, env_extra=env, timeout=CONTROL_TIMEOUT, run_as=client_account(target))
         if result.code != 0:
             raise self.classify(f"psql: {result.last_error_line()}", result.stderr)
         return result.stdout.strip()
@@ -465,7 +478,7 @@ class PgsqlEngine(Engine):
         lobs = LargeObjectTransactions()
         live = live or LiveChange()
         with pgpass_environment(target.password) as env, loader(
-                argv, label="psql", env_extra=env) as child:
+                argv, label="psql", env_extra=env, run_as=client_account(target)) as child:
             sink = feed_child(child)
 
             def filtered(data) -> None:

@@ -81,13 +81,18 @@ def target_from_config(values: dict, root: str) -> Target:
     name = str(values.get("dbname") or DEFAULT_DBNAME)
     prefix = str(values.get("dbtableprefix", DEFAULT_PREFIX))
     if TYPES[kind] == "sqlite":
-        data = str(values.get("datadirectory") or os.path.join(root, "data"))
-        return Target(type="sqlite", database=os.path.join(data, f"{name}.db"), table_prefix=prefix)
+        return Target(type="sqlite", database=os.path.join(data_directory(values, root), f"{name}.db"),
+                      table_prefix=prefix)
     _warn_dbport(values.get("dbport"))
     host, port, socket = split_dbhost(str(values.get("dbhost") or ""), TYPES[kind])
     return Target(type=TYPES[kind], database=name, host=host, port=port, socket=socket,
                   user=_text(values.get("dbuser")), password=_text(values.get("dbpassword")),
                   charset=_charset(values) if kind == "mysql" else None, table_prefix=prefix)
+
+
+def data_directory(values: dict, root: str) -> str:
+    """config.php's 'datadirectory'; Nextcloud's default is data/ in the web root."""
+    return str(values.get("datadirectory") or os.path.join(root, "data"))
 
 
 def split_dbhost(dbhost: str, kind: str) -> tuple[str | None, int | None, str | None]:

@@ -22,10 +22,12 @@ from ..files import open_input
 from ..log import human_bytes, log
 from ..restore import restore
 from ..target import Target
-from . import snapshot_backup
+from . import restored, snapshot_backup
+from .config import data_directory, read_system_config, with_environment
 from .cycle import Hook, HookOptions, Scan
 from .dumpfile import refuse_foreign, remove_dump
 from .guard import shielded
+from .installation import open_installation
 from .maintenance import on_off
 from .report import StepReport
 from .state import HookState
@@ -110,8 +112,9 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     From the first change of data on - the load passing its point of no
     return, or a config/ that came back from a backup - a failure leaves
     maintenance mode on and names the command that finishes the restore."""
-    if bareos_job:
-        _require_restored_database(bareos_job, options.directory)
+    if bareos_job and not _database_restored(JobLog(bareos_job), options):
+        _after_files_restore(options, JobLog(bareos_job), scan, report)
+        return
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
@@ -134,19 +137,55 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     report.step("done")
 
 
-def _require_restored_database(job_id: str, directory: str) -> None:
+def _database_restored(record: JobLog, options: HookOptions) -> bool:
     """bareos-fd runs a RunsOnSuccess script by its own status, which neither a
     failing bpipe writer nor a volume error that stops the restore before the
-    writer always spoils.  Reopen only when the writer of this very job loaded
-    the database; otherwise change nothing - a restored config/ keeps Nextcloud
-    in maintenance mode - and say what finishes the restore."""
-    outcomes = JobLog(job_id).outcomes("dbpipe-restore")
+    writer always spoils.  True when the writer of this very job loaded the
+    database; False when it never ran because the job restored files only
+    (one file, one folder: no database stream selected).  Otherwise change
+    nothing - a restored config/ keeps Nextcloud in maintenance mode - and say
+    what finishes the restore.  A job whose writer never ran counts as files
+    only when its start mark is there (restore-nextcloud's Before script) and
+    config/ did not come back: a whole backup restored without its database
+    stream must not reopen Nextcloud."""
+    outcomes = record.outcomes("dbpipe-restore")
     failed = [outcome for outcome in outcomes if outcome != "exit 0"]
-    if not outcomes or failed:
-        what = f"failed ({failed[-1]})" if failed else "did not run (no database stream restored)"
-        raise DataError(f"the database restore of Bareos job {job_id} {what}: Nextcloud is left as it "
-                        f"is (closed if config/ was restored); restore the database again, then run "
-                        f"nextcloud-after-restore {directory}")
+    if outcomes and not failed:
+        return True
+    since = record.begun_ns()
+    config_dir = open_installation(options.directory, options.php).config_dir
+    if not outcomes and since is not None and not restored.any_restored(config_dir, since):
+        return False
+    what = f"failed ({failed[-1]})" if failed else "did not run (no database stream restored)"
+    hint = ("" if outcomes or since is not None else
+            "; to restore files only, give the job the Before script 'dbpipe-joblog --begin %i'")
+    raise DataError(f"the database restore of Bareos job {record.job_id} {what}: Nextcloud is left as it "
+                    f"is (closed if config/ was restored); restore the database again, then run "
+                    f"nextcloud-after-restore {options.directory}{hint}")
+
+
+def _after_files_restore(options: HookOptions, record: JobLog, scan: Scan, report: StepReport) -> None:
+    """A restore of files without the database (one file, one folder): the
+    database stays as it is and maintenance mode as it was; files:scan tells
+    Nextcloud about the files of the users the restored paths belong to."""
+    hook = Hook("nextcloud-after-restore", options, report)
+    with hook.session():
+        hook.refuse_if_unfinished(hook.store.load())
+        values = with_environment(read_system_config(hook.installation, options.command_timeout))
+        found = restored.restored_by_user(data_directory(values, hook.installation.root), record.begun_ns())
+        restored_files = ", ".join(f"{user}: {count} path{'s' if count > 1 else ''}"
+                                   for user, count in found.items())
+        report.step(f"Bareos job {record.job_id} restored no database stream, the database is left as it is; "
+                    f"user files restored: {restored_files or 'none'}")
+        scan = scan or Scan(tuple(found))
+        if not scan:
+            report.step("no files:scan needed")
+        elif hook.maintenance.status().maintenance:
+            report.step(f"maintenance mode is on and stays on, files:scan needs it off: once it is off, "
+                        f"run occ files:scan {'--all' if scan.all_users else '-- ' + ' '.join(scan.users)}")
+        else:
+            _scan(hook, scan)
+    report.step("done")
 
 
 def _scan(hook: Hook, scan: Scan) -> None:
