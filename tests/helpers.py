@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 
 
+from dbpipe.bareos import split_argv as bareos_argv  # noqa: F401 - Bareos' own rule, for the tests
+
 from .prerequisites import require_root
 from .servers import BARE_PATH
 
@@ -29,29 +31,6 @@ def bareos_env(**extra: str) -> dict:
     env = {"PATH": BARE_PATH, "LANG": "C.UTF-8"}
     env.update({key: value for key, value in extra.items() if value is not None})
     return env
-
-
-def bareos_argv(command: str) -> list[str]:
-    """Split a command the way Bareos' BuildArgcArgv does: on spaces only, a
-    quote counts only at the start of a token (no shell)."""
-    argv, i = [], 0
-    while i < len(command):
-        while i < len(command) and command[i] in " \t":
-            i += 1
-        if i >= len(command):
-            break
-        if command[i] in "'\"":
-            quote_char = command[i]
-            end = command.find(quote_char, i + 1)
-            end = len(command) if end < 0 else end
-            argv.append(command[i + 1:end])
-            i = end + 1
-        else:
-            end = command.find(" ", i)
-            end = len(command) if end < 0 else end
-            argv.append(command[i:end])
-            i = end
-    return argv
 
 
 def dbpipe(command: str, *args, stdin=None, env: dict | None = None, timeout: float = 300,

@@ -8,6 +8,8 @@
 - A Restore job cannot be scheduled, and a Console RunScript may not run
   `restore` ("Can't use restore command in a runscript"): the restore drill's
   Admin job runs a command on the director that asks bconsole (Bconsole).
+- How Bareos turns its strings into a program's argv (split_argv) and a
+  bpipe plugin string into reader and writer (BpipePlugin).
 - The job-log channel.  bareos-fd throws a bpipe reader's stderr away, but
   every line a client RunScript prints reaches the job log.  So each dbpipe
   program running inside a job appends its log lines to a per-job record
@@ -28,7 +30,8 @@ from .errors import DataError, NoInputError, UnavailableError
 from .files import state_root
 
 BPIPE_EXIT_FLAG = 0x10000000
-LEVELS = {"F": "full", "I": "incremental", "D": "differential"}
+LEVEL_CODES = {"F": "full", "I": "incremental", "D": "differential"}     # $BareosJobLevel
+LEVELS = tuple(LEVEL_CODES.values())
 JOBLOG_MAX_AGE = 30 * 86400     # records of jobs whose RunScript never ran
 
 
@@ -55,7 +58,7 @@ class BareosJob:
     @property
     def level_name(self) -> str | None:
         """full, incremental or differential; None for other levels and outside a job."""
-        return LEVELS.get(self.level)
+        return LEVEL_CODES.get(self.level)
 
     def restore_location(self, where_arg: str | None) -> str | None:
         """Where a restore wants the data; None means in place (the live database).
@@ -77,6 +80,59 @@ class BareosJob:
         parts += [f"level {self.level}"] if self.level else []
         parts += [f"type {self.job_type}"] if self.job_type else []
         return "Bareos " + ", ".join(parts) if parts else ""
+
+
+def is_job_id(value: str | None) -> bool:
+    """A Bareos JobId is digits only; anything else (an unsubstituted %i, a
+    path) names no job and, as a file name, could point anywhere."""
+    return bool(value) and value.isdigit()
+
+
+def split_argv(command: str) -> list[str]:
+    """argv as bareos-fd builds it for a bpipe program or a RunScript (its
+    BuildArgcArgv, no shell): split at spaces, repeated blanks collapse, a
+    quote counts only at the start of an argument ('a b' is one), a quote
+    inside a word stays literal; a tab separates nothing, only a leading one
+    is skipped."""
+    argv, i = [], 0
+    while i < len(command):
+        while i < len(command) and command[i] in " \t":
+            i += 1
+        if i >= len(command):
+            break
+        quote = command[i] if command[i] in "'\"" else ""
+        start = i + 1 if quote else i
+        end = command.find(quote or " ", start)
+        end = len(command) if end < 0 else end
+        argv.append(command[start:end])
+        i = end + 1 if quote else end
+    return argv
+
+
+@dataclass(frozen=True)
+class BpipePlugin:
+    """A bpipe plugin string: Bareos splits it at every ':' and has no escape
+    for the keyword syntax, so file=, reader= and writer= hold no ':'."""
+
+    file: str
+    reader: str
+    writer: str
+
+    @classmethod
+    def parse(cls, plugin: str) -> "BpipePlugin":
+        fields = plugin.split(":")
+        keys = [field.split("=", 1)[0] for field in fields[1:]]
+        if fields[0] != "bpipe" or sorted(keys) != ["file", "reader", "writer"]:
+            raise ValueError(f"plugin string needs bpipe:file=...:reader=...:writer=... and no "
+                             f"other ':' (Bareos splits at every ':'): {plugin}")
+        return cls(**dict(field.split("=", 1) for field in fields[1:]))
+
+
+def plugin_strings(config: str) -> list[str]:
+    """Each `Plugin = "a" "b" ...` of a resource file, its strings joined as
+    Bareos joins consecutive strings."""
+    found = re.findall(r'Plugin\s*=\s*((?:"[^"]*"\s*)+)', config)
+    return ["".join(re.findall(r'"([^"]*)"', value)) for value in found]
 
 
 def _substituted(value: str | None) -> str | None:
@@ -223,7 +279,7 @@ class JobLog:
     restore job's After script asks here whether the writer really succeeded."""
 
     def __init__(self, job_id: str, directory: str | None = None):
-        if not job_id.isdigit():
+        if not is_job_id(job_id):
             raise ValueError(f"not a Bareos JobId: {job_id!r}")
         self.job_id = job_id
         self.directory = directory or os.path.join(state_root(), "joblog")

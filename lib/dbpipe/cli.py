@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import DbpipeError, ExitCode, UsageError
-from .bareos import BareosJob, JobLog, JobLogHandler
+from .bareos import BareosJob, JobLog, JobLogHandler, is_job_id
 from .log import log, register_secret, setup
 from .process import cancellable
 from .target import ENGINE_TYPES, Target, finish, load_config, parse_port, profile_path, read_password_file
@@ -63,6 +63,14 @@ def add_target_options(parser: argparse.ArgumentParser, title: str = "database t
                            help="take the target from the Nextcloud installation in DIR (its merged "
                                 "config, read with PHP as the owner of config/config.php)")
         group.add_argument("--php", metavar="PATH", help="PHP CLI for --nextcloud (default: php)")
+
+
+def add_bareos_where(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """--where DIR for a bpipe writer (Bareos' %w).  Bareos up to 25 turns
+    where=/ into an empty string: attached (--where=%w) it arrives as
+    --where=, detached it vanishes from argv and --where stands alone, which
+    must mean the same (nargs="?")."""
+    parser.add_argument("--where", metavar="DIR", nargs="?", const="", help=help_text)
 
 
 def _count(text: str) -> int:
@@ -137,7 +145,7 @@ def run(program: str, main: Callable[[Sequence[str]], int | None],
     job = BareosJob.from_environ()
     setup(program, job.label(), verbose=bool({"-v", "--verbose"} & set(argv)),
           stderr_level=logging.ERROR if quiet_stderr else logging.NOTSET)
-    record = JobLog(job.job_id) if job.job_id.isdigit() else None
+    record = JobLog(job.job_id) if is_job_id(job.job_id) else None
     if record:
         log.addHandler(JobLogHandler(record, program))
         _quietly(record.prune)
@@ -153,7 +161,7 @@ def record_for_job(program: str, job_id: str | None) -> None:
     program Bareos runs without its job environment but with %i on the
     command line (a FileSet's File = "\\|command").  Anything but a JobId
     (e.g. an unsubstituted %i in a shell) is ignored."""
-    if job_id and job_id.isdigit() and not BareosJob.from_environ().job_id:
+    if is_job_id(job_id) and not BareosJob.from_environ().job_id:
         record = JobLog(job_id)
         log.addHandler(JobLogHandler(record, program))
         _quietly(record.prune)

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from dbpipe.bareos import BpipePlugin, plugin_strings
 
 from ..helpers import BARE_PATH, ROOT, bareos_argv, bareos_env
 from ..servers import free_port
@@ -194,10 +195,8 @@ def snapshot(service: PrivateService) -> dict[str, str]:
 def plugin_commands(state_dir) -> tuple[str, str]:
     """reader= and writer= of the shipped FileSet, pointing at this checkout and
     at a private chain state."""
-    text = FILESET.read_text()
-    plugin = "".join(re.findall(r'"([^"]*)"', text.split("Plugin =", 1)[1].split("}", 1)[0]))
-    fields = dict(part.split("=", 1) for part in plugin.split(":")[1:])
-    return _local(fields["reader"], state_dir), _local(fields["writer"], state_dir)
+    plugin = BpipePlugin.parse(plugin_strings(FILESET.read_text())[0])
+    return _local(plugin.reader, state_dir), _local(plugin.writer, state_dir)
 
 
 def forget_command(state_dir, job_id: int) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import BIN, bareos_env, dbpipe, last_line
+from ..helpers import BIN, bareos_argv, bareos_env, dbpipe, last_line
 from .conftest import (SERVICE_MANAGER, PrivateService, change, job_env, populate, profile_dir,
                        run_reader, run_writer, snapshot)
 
@@ -51,6 +51,21 @@ def chain(source, tmp_path_factory):
         assert result.returncode == 0, result.stderr.decode()
         assert result.stdout == b""  # a writer never writes to stdout
     return Chain(base / "where" / LANDED, streams, snapshots, base / "state", env)
+
+
+@pytest.mark.parametrize("spelling", ["--where=%w", "--where %w"])
+def test_a_restore_to_root_stores_below_into_itself(chain, tmp_path, spelling):
+    """Bareos up to 25 turns where=/ into an empty %w: attached it arrives as
+    --where=, detached it vanishes from argv; both mean --into itself, as for
+    dbpipe-restore."""
+    into = tmp_path / "into"
+    command = f"{BIN}/dbpipe-mariabackup-restore --from-stdin --into {into} {spelling}".replace("%w", "")
+    with open(chain.streams[0], "rb") as stdin:
+        result = subprocess.run(bareos_argv(command), stdin=stdin, capture_output=True, cwd="/",
+                                env=bareos_env(**chain.env), timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    first = sorted(name for name in os.listdir(chain.landed) if name.endswith(".dbpipe"))[0]
+    assert sorted(os.listdir(into)) == [first]
 
 
 def restore(directory, service: PrivateService, *prepare_args: str, copy_args=()) -> tuple:

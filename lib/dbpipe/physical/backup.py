@@ -20,7 +20,7 @@ from ..credentials import private_directory
 from ..engines.mysql import MysqlEngine
 from ..errors import DataError, NoInputError
 from ..files import sync_if_file
-from ..bareos import BareosJob
+from ..bareos import BareosJob, is_job_id
 from ..log import Progress, human_bytes, log
 from ..process import Child
 from ..safety import refuse_dump
@@ -154,7 +154,7 @@ def _piece(level: str, base: Piece | None, last: Piece | None, lsndir: str,
         sequence=last.sequence + 1 if last else 0, from_lsn=from_lsn, to_lsn=to_lsn,
         server_version=facts.identity.version, created=created, finished=stamps.record(),
         parent_id=base.piece_id if base else "", parent_sequence=base.sequence if base else -1,
-        parent_job=base.job_id if base else "", job_id=job.job_id if job.job_id.isdigit() else "",
+        parent_job=base.job_id if base else "", job_id=job.job_id if is_job_id(job.job_id) else "",
         hostname=socket.gethostname(), tool_version=info.get("tool_version", ""),
         xbstream_bytes=count)
 

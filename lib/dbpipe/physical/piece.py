@@ -14,11 +14,11 @@ import os
 import re
 from dataclasses import dataclass
 
+from ..bareos import LEVELS
 from ..errors import DataError, NoInputError
 from ..stream import HEADER_PREFIX, MAX_HEADER, MAX_TRAILER, TRAILER_START, Header, Trailer
 
 ENGINE = "mariabackup"
-LEVELS = ("full", "incremental", "differential")
 SUFFIX = ".dbpipe"
 CHAIN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6,32}$")
 PIECE_ID = re.compile(r"^[0-9a-f]{8,64}$")
