@@ -116,11 +116,9 @@ def add_service_manager(parser) -> None:
 
 def target_from_args(args: argparse.Namespace, prefix: str = "", all_databases: bool = False,
                      base: Target | None = None, database_optional: bool = False) -> Target:
-    """Layer: base (e.g. a Nextcloud installation), profile, config file, flags."""
+    """Layer: base (e.g. a Nextcloud installation: nextcloud.options builds
+    it for --nextcloud), profile, config file, flags."""
     value = lambda name: getattr(args, f"{prefix}{name}".replace("-", "_"), None)  # noqa: E731
-    if base is None and value("nextcloud"):
-        from .nextcloud.config import discover_target  # only --nextcloud needs PHP and occ
-        base = discover_target(value("nextcloud"), php=value("php"))
     target = base or Target()
     for path in (profile_path(value("profile")) if value("profile") else None, value("config")):
         if path:

@@ -3,13 +3,13 @@ into a throwaway database."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import cli
+from . import files
 from .credentials import private_directory
 from .engines import RestoreOptions, get_engine
 from .errors import CantCreateError, DataError, DbpipeError, ExitCode, PermissionDenied, UsageError
@@ -142,31 +142,64 @@ def _replay(in_fd: int):
             yield again, copy
 
 
-def check(fd: int, args: argparse.Namespace) -> Verdict:
-    """dbpipe-verify's check of the stream on fd: read it, or with
-    --test-restore also load it (with --nextcloud: Nextcloud's core tables
-    must be in it, and the scratch database goes beside Nextcloud's)."""
-    if not args.test_restore:
-        return verify(fd, args.file)
-    from .nextcloud.config import CORE_TABLES, discover_target  # only --nextcloud needs PHP and occ
-    nextcloud = discover_target(args.nextcloud, php=args.php) if args.nextcloud else None
-    required = (tuple((nextcloud.table_prefix or "") + name for name in CORE_TABLES)
-                if nextcloud and args.require_core_tables else ())
-    return test_restore(fd, args.file, _scratch_target(args, nextcloud), required)
+@dataclass(frozen=True)
+class Scratch:
+    """Where the test restore loads the stream, and the tables the
+    application cannot run without (e.g. Nextcloud's oc_filecache)."""
+
+    target: Target
+    required: tuple[str, ...] = ()
 
 
-def _scratch_target(args: argparse.Namespace, nextcloud: Target | None) -> Target:
+@dataclass(frozen=True)
+class CheckRequest:
+    """dbpipe-verify's request.  scratch (--test-restore) is asked only once
+    the input is open: a missing file is named before any server or PHP is."""
+
+    file: str = "-"
+    remove: bool = False       # a restore drill's copy: gone afterwards, whatever the verdict
+    scratch: Callable[[], Scratch] | None = None
+
+
+def check_file(request: CheckRequest) -> Verdict:
+    """Check the stream, print its verdict lines (also for a damaged one,
+    which then raises) and remove a drill's copy."""
+    try:
+        with files.open_input(request.file) as handle:
+            try:
+                report = check(handle.fileno(), request)
+            except DataError as exc:
+                print(describe_damage(request.file, exc), flush=True)
+                raise
+            except InPlaceError as exc:
+                print(describe_in_place_failure(request.file, exc), flush=True)
+                raise
+    finally:
+        if request.remove and request.file != "-":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(request.file)
+    print(describe(request.file, report))
+    return report
+
+
+def check(fd: int, request: CheckRequest) -> Verdict:
+    """Read the stream on fd, or with a scratch database also load it."""
+    if request.scratch is None:
+        return verify(fd, request.file)
+    scratch = request.scratch()
+    return test_restore(fd, request.file, scratch.target, scratch.required)
+
+
+def scratch_target(named: Target | None, installation: Target | None) -> Target:
     """Who creates the scratch database: an account the caller names, or -
-    with --nextcloud alone - the local server's administrative account, never
-    Nextcloud's own (no Nextcloud install grants its user CREATE on other
-    databases, and a drill must need no grant of its own)."""
-    named = any(getattr(args, key, None) for key in ("type", "config", "profile", "user", "password_file",
-                                                      "defaults_file"))
-    if named:
-        return cli.target_from_args(args, all_databases=True, base=None if args.type else nextcloud)
-    if nextcloud is None or nextcloud.type == "sqlite":
+    with an installation alone - the local server's administrative account,
+    never the application's own (no Nextcloud install grants its user CREATE
+    on other databases, and a drill must need no grant of its own)."""
+    if named is not None:
+        return named
+    if installation is None or installation.type == "sqlite":
         return Target()
-    return administrative_target(nextcloud)
+    return administrative_target(installation)
 
 
 LOCAL_HOSTS = (None, "", "localhost", "127.0.0.1", "::1")

@@ -88,6 +88,20 @@ def test_verify_verdicts_and_exit_codes(prepared, tmp_path, env, syslog):
     assert_result(result, syslog, "dbpipe-verify", 66, "empty input")
 
 
+def test_verify_remove_takes_a_drills_copy_away_whatever_the_verdict(prepared, env, syslog):
+    good = prepared.stream_file("good.sql")
+    result = dbpipe("dbpipe-verify", "--remove", good, env=env)
+    assert result.returncode == 0, result.stderr
+    assert b"verdict:   intact" in result.stdout and not good.exists()
+
+    damaged = prepared.stream_file("damaged.sql", prepared.stream[:-30])
+    result = dbpipe("dbpipe-verify", "--remove", damaged, env=env)
+    assert_result(result, syslog, "dbpipe-verify", 65, "trailer is cut off")
+    assert b"verdict:   DAMAGED" in result.stdout and not damaged.exists()
+    result = dbpipe("dbpipe-verify", "--remove", damaged, env=env)
+    assert_result(result, syslog, "dbpipe-verify", 66, "does not exist")
+
+
 def scratch_args(prepared) -> list[str]:
     """Where --test-restore may create its throwaway database (as admin)."""
     if prepared.kind == "sqlite":

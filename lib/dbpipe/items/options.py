@@ -9,6 +9,7 @@ import dataclasses
 
 from .. import cli
 from ..errors import UsageError
+from ..nextcloud.options import installation_target
 from ..stream import Header
 from ..target import Target, read_password_file
 from .command import Request
@@ -71,7 +72,7 @@ def add_push_options(pusher: argparse.ArgumentParser) -> None:
 def request(args: argparse.Namespace) -> Request:
     selection = _selection(args)
     account = _account(args) if args.command == "push" else None   # a bad password file fails early
-    installation = _installation(args)
+    installation = installation_target(args)
     return Request(
         command=args.command, dump=args.dump, selection=selection,
         prefix=args.table_prefix or getattr(installation, "table_prefix", None) or "oc_",
@@ -98,13 +99,6 @@ def _selection(args: argparse.Namespace) -> Selection:
 def _account(args: argparse.Namespace) -> DavAccount:
     return DavAccount(args.dav_url, args.dav_user or args.user,
                       read_password_file(args.app_password_file), args.dav_ca_file)
-
-
-def _installation(args: argparse.Namespace) -> Target | None:
-    if not args.nextcloud:
-        return None
-    from ..nextcloud.config import discover_target  # only --nextcloud needs PHP and occ
-    return discover_target(args.nextcloud, php=args.php)
 
 
 def _scratch_for(args: argparse.Namespace, installation: Target | None) -> ScratchFor:

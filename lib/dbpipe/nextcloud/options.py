@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 from .. import cli
 from ..errors import UsageError
 from ..snapshot import DEFAULT_ROOT as DEFAULT_SNAPSHOT_ROOT
+from ..target import Target
+from .config import discover_target
 from .cycle import HookOptions
 from .maintenance import DEFAULT_SETTLE, DEFAULT_WAIT
 from .occ import DEFAULT_TIMEOUT
@@ -57,3 +60,17 @@ def hook_options(args: argparse.Namespace) -> HookOptions:
                        snapshot=getattr(args, "snapshot", False),
                        snapshot_root=os.path.abspath(getattr(args, "snapshot_root", None)
                                                      or DEFAULT_SNAPSHOT_ROOT))
+
+
+def installation_target(args: argparse.Namespace) -> Target | None:
+    """The database tools' --nextcloud DIR: the target of that installation's
+    merged config (read with PHP as the owner of config.php), the base the
+    other target options override; None without --nextcloud."""
+    return discover_target(args.nextcloud, php=args.php) if getattr(args, "nextcloud", None) else None
+
+
+def database_target(args: argparse.Namespace) -> Callable[[], Target]:
+    """The hooks' database: the installation's, overridden by the target
+    options; discovered only when a step needs it."""
+    return lambda: cli.target_from_args(
+        args, base=discover_target(args.directory, php=args.php, timeout=args.command_timeout))
