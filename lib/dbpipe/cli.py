@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import DbpipeError, ExitCode, UsageError
+from .engines import RestoreOptions
 from .bareos import BareosJob, JobLog, JobLogHandler, is_job_id
 from .log import log, register_secret, setup
 from .process import cancellable
@@ -96,6 +97,30 @@ def add_keep_old_copies(parser: argparse.ArgumentParser, what: str = "replaced d
                         help=f"after a successful restore keep only the newest N copies of {what}, "
                              "earlier restores' included (0: none); every kept copy is listed with "
                              "its size (default: keep all)")
+
+
+def add_restore_options(parser: argparse.ArgumentParser, keep_old_switch: bool = True) -> None:
+    """--mode, --drop-old (and --keep-old), --keep-old-copies and
+    --lock-timeout: how a restore into the live database goes, the same for
+    every program that does one (restore_options reads them)."""
+    parser.add_argument("--mode", choices=("auto", "atomic", "replace"), default="auto",
+                        help="mysql: atomic = staging database + RENAME TABLE; replace = "
+                             "verify a spooled copy, then drop and reload in place (for accounts "
+                             "that may not create databases); auto picks (default)")
+    old = parser.add_mutually_exclusive_group()
+    if keep_old_switch:
+        old.add_argument("--keep-old", dest="keep_old", action="store_true", default=True,
+                         help="keep the replaced data (mysql: side database, sqlite: file) (default)")
+    old.add_argument("--drop-old", dest="keep_old", action="store_false",
+                     help="remove the replaced data after a successful restore")
+    add_keep_old_copies(parser)
+    add_lock_timeout(parser, RestoreOptions.lock_timeout, "pgsql")
+
+
+def restore_options(args: argparse.Namespace) -> RestoreOptions:
+    """The options add_restore_options defined, as the engines take them."""
+    return RestoreOptions(mode=args.mode, keep_old=args.keep_old, temp_dir=getattr(args, "temp_dir", None),
+                          keep_old_copies=args.keep_old_copies, lock_timeout=args.lock_timeout)
 
 
 def add_lock_timeout(parser: argparse.ArgumentParser, default: float, what: str) -> None:

@@ -52,6 +52,17 @@ def bareos_destination(where_arg: str | None, job: BareosJob, file_name: str | N
     return None if where is None else FileDestination(file_name, not never, where, keep_existing=never)
 
 
+def choose_destination(to_file: str | None, overwrite: bool, job: BareosJob, where_arg: str | None,
+                       file_name: str | None, replace_arg: str | None) -> tuple[FileDestination | None, bool]:
+    """Where the stream goes: --to-file, else a file below a Bareos restore
+    location other than /, else (None) the live database.  The flag: keep
+    the live database when it exists (Bareos replace "never")."""
+    if to_file:
+        return FileDestination(to_file, overwrite=overwrite), False
+    destination = bareos_destination(where_arg, job, file_name, replace_arg)
+    return destination, destination is None and not job.may_overwrite(replace_arg)
+
+
 def read_to_end(in_fd: int) -> None:
     """Read and discard stdin, for a failure before the stream was opened (a
     usage error): a bpipe writer that stops reading makes its feeder see
