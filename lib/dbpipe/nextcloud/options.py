@@ -74,3 +74,17 @@ def database_target(args: argparse.Namespace) -> Callable[[], Target]:
     options; discovered only when a step needs it."""
     return lambda: cli.target_from_args(
         args, base=discover_target(args.directory, php=args.php, timeout=args.command_timeout))
+
+
+def add_copy_back_options(parser: argparse.ArgumentParser) -> None:
+    """dbpipe-mariabackup-restore copy-back's Nextcloud options (physical/
+    knows no Nextcloud; the executable plugs these in)."""
+    parser.add_argument("--nextcloud", metavar="NCDIR",
+                        help="maintenance mode on during the swap, then a new data fingerprint, through "
+                             "the hooks' cycle (lock and record)")
+    parser.add_argument("--php", metavar="PATH", help="PHP CLI for --nextcloud's occ (default: php)")
+    parser.add_argument("--nextcloud-state-dir", metavar="DIR",
+                        help="--nextcloud's record and lock, as the hooks' --state-dir "
+                             "(default: /var/lib/dbpipe)")
+    parser.add_argument("--settle", type=cli.seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
+                        help=f"after maintenance on, wait for running requests (default: {DEFAULT_SETTLE:g})")

@@ -14,5 +14,5 @@ Modules: ``piece`` (metadata and names), ``state`` (the reader's chain state),
 ``server_checks`` (is the server stopped, answering, whole; services.py stops
 and starts it), ``copyback`` (Nextcloud through nextcloud.cycle),
 ``swap_record`` (what a killed copy-back leaves for the next one) and
-``restore_options`` (dbpipe-mariabackup-restore's commands).
+``options`` (the command lines of dbpipe-mariabackup and dbpipe-mariabackup-restore).
 """
