@@ -68,7 +68,7 @@ def test_file_destination_names():
     assert FileDestination(None, where="/r").resolve(Header("pgsql", "all", "")) == "/r/dbpipe/pgsql-all.sql"
 
 
-# --- Bareos' BuildArgcArgv (the test helper every CLI test relies on) --------------------
+# --- Bareos' BuildArgcArgv (bareos.split_argv; check-bareos-config and the CLI tests use it) ---
 
 @pytest.mark.parametrize("command, argv", [
     ("dbpipe-dump --profile nextcloud", ["dbpipe-dump", "--profile", "nextcloud"]),
@@ -83,6 +83,24 @@ def test_file_destination_names():
 ])
 def test_bareos_argv_split(command, argv):
     assert bareos_argv(command) == argv
+
+
+def test_a_plugin_string_is_split_at_every_colon():
+    from dbpipe.bareos import BpipePlugin, plugin_strings
+    plugin = BpipePlugin.parse("bpipe:file=/X/db.sql:reader=/r --a b:writer=/w --where=%w")
+    assert plugin == BpipePlugin("/X/db.sql", "/r --a b", "/w --where=%w")
+    for bad in ("bpipe:file=/x:reader=r:writer=w --password=a:b", "bpipe:/x:reader=r:writer=w",
+                "python:file=/x:reader=r:writer=w", "bpipe:file=/x:file=/y:reader=r:writer=w"):
+        with pytest.raises(ValueError, match="plugin string needs"):
+            BpipePlugin.parse(bad)
+    config = 'FileSet {\n  Plugin = "bpipe"\n           ":file=/x" ":reader=r"\n           ":writer=w"\n}\n'
+    assert plugin_strings(config) == ["bpipe:file=/x:reader=r:writer=w"]
+
+
+def test_a_job_id_is_digits_only():
+    from dbpipe.bareos import is_job_id
+    assert is_job_id("42")
+    assert not any(is_job_id(value) for value in ("", None, "%i", "4 2", "../1", "-1"))
 
 
 # --- job tag and exit codes ----------------------------------------------------------------
