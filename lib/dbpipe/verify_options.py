@@ -37,5 +37,5 @@ def _scratch(args: argparse.Namespace) -> Scratch:
     required = (tuple((installation.table_prefix or "") + name for name in CORE_TABLES)
                 if installation and args.require_core_tables else ())
     named = (cli.target_from_args(args, all_databases=True, base=installation)
-             if any(getattr(args, key, None) for key in NAMED) else None)
+             if any(getattr(args, key, None) for key in NAMED) and args.type != "sqlite" else None)
     return Scratch(scratch_target(named, installation), required)
