@@ -53,7 +53,7 @@ test: $(VENDOR)/.done $(VENV)/.done
 	tools/system-deps test
 	$(VENV)/bin/ruff check --no-cache .
 	$(MAKE) --no-print-directory check-config
-	$(PYTEST) tests --ignore=tests/bareos
+	$(PYTEST) tests --ignore=tests/bareos --durations=15
 
 # Real Bareos daemons: an installed Bareos (packages: BAREOS_PREFIX=/usr), else one built
 # once from the source tarball (BAREOS_TARBALL, default ../shared/bareos/) into the cache
@@ -61,7 +61,7 @@ test: $(VENDOR)/.done $(VENV)/.done
 test-bareos: $(VENDOR)/.done $(VENV)/.done
 	tools/system-deps test
 	tools/bareos-testbed-build >/dev/null
-	$(PYTEST) tests/bareos
+	$(PYTEST) tests/bareos --durations=15
 
 unit: $(VENDOR)/.done $(VENV)/.done
 	$(PYTEST) tests/unit
