@@ -13,7 +13,7 @@ import signal
 
 from ..errors import Cancelled, UnavailableError
 from ..log import log
-from ..process import CANCEL_SIGNALS
+from ..process import CANCEL_SIGNALS, signals_handled
 
 
 class HookTimeout(UnavailableError):
@@ -53,13 +53,10 @@ def shielded(reraise: bool = True):
     done; without (cleanup on an error path), the original error wins.
     """
     received: list[int] = []
-    sigs = (*CANCEL_SIGNALS, signal.SIGALRM)
-    previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in sigs}
     try:
-        yield
+        with signals_handled((*CANCEL_SIGNALS, signal.SIGALRM), lambda s, _f: received.append(s)):
+            yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
         if received:
             log.info("%s arrived while restoring the previous state; finished that first",
                      signal.Signals(received[0]).name)
