@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .. import records, stamps
+from . import listings
 from ..errors import ConfigError
 
 
@@ -60,7 +61,7 @@ class RecordStore:
     def load(self) -> SnapshotRecord | None:
         return records.load(self.path, _record, lambda exc: ConfigError(
             f"snapshot record {self.path} is unreadable or corrupt ({exc}); check "
-            f"'btrfs subvolume list' and the mount table by hand, then remove it"))
+            f"{listings()} and the mount table by hand, then remove it"))
 
     def save(self, record: SnapshotRecord) -> None:
         records.save(self.path, asdict(record))
