@@ -46,7 +46,7 @@ def before_backup(options: HookOptions, dump_to: str | None,
     if options.snapshot:
         database = _dump_target(hook, snapshot_backup.stream_path(options.state_dir, hook.installation),
                                 target)
-        snapshot_backup.before_backup(hook, database)
+        snapshot_backup.take_window(hook, database)
         return
     database = _dump_target(hook, dump_to, target) if dump_to else None
     if dump_to:
@@ -73,7 +73,7 @@ def after_backup(options: HookOptions, dump_to: str | None, keep_dump: bool,
         except DbpipeError as exc:
             errors.append(exc)
         try:
-            snapshot_backup.after_backup(hook)
+            snapshot_backup.remove_window(hook)
         except DbpipeError as exc:
             errors.append(exc)
         if dump_to and not keep_dump:
