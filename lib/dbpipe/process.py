@@ -349,4 +349,4 @@ def signals_handled(signals: tuple, handler, ignore_after_success: bool = False)
 
 def _put_back(handlers: dict) -> None:
     for sig, old in handlers.items():
-        signal.signal(sig, old)
+        signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: not set from Python

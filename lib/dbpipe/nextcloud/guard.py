@@ -23,7 +23,7 @@ class HookTimeout(UnavailableError):
 class Deadline:
     def __init__(self, seconds: float | None):
         self.seconds = seconds or 0
-        self._previous = None
+        self._handled = contextlib.nullcontext()
 
     def _fire(self, _signum, _frame):
         self.disarm()
@@ -35,14 +35,14 @@ class Deadline:
 
     def __enter__(self):
         if self.seconds:
-            self._previous = signal.signal(signal.SIGALRM, self._fire)
+            self._handled = signals_handled((signal.SIGALRM,), self._fire)
+            self._handled.__enter__()
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         return self
 
     def __exit__(self, *exc):
         self.disarm()
-        if self.seconds:
-            signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
+        return self._handled.__exit__(*exc)
 
 
 @contextlib.contextmanager
