@@ -21,16 +21,19 @@ LIBPQ_ENVIRONMENT = {"PGCONNECT_TIMEOUT": "30"}
 
 
 @contextlib.contextmanager
-def private_directory(base: str | None = None, prefix: str = "dbpipe-"):
+def private_directory(base: str | None = None, prefix: str = "dbpipe-", what: str = "temporary directory",
+                      leftovers: tuple = (TEMPORARY_DIRECTORY, "temporary directory")):
     """A 0700 directory only we can enter, removed with everything in it.
 
     Its name carries our pid (leftovers.owner_tag): what a killed run left in
-    the same place - spools, pgpass files - goes before a new one is made."""
-    sweep(base or tempfile.gettempdir(), TEMPORARY_DIRECTORY, "temporary directory")
+    the same place - spools, pgpass files, a prepare's scratch directory -
+    goes before a new one is made (leftovers: the pattern of their names and
+    what to call them)."""
+    sweep(base or tempfile.gettempdir(), *leftovers)
     try:
         path = tempfile.mkdtemp(prefix=prefix + owner_tag(), dir=base)
     except OSError as exc:
-        raise CantCreateError(f"cannot create a temporary directory: {exc.strerror}") from None
+        raise CantCreateError(f"cannot create a {what}: {exc.strerror}") from None
     try:
         yield path
     finally:

@@ -325,17 +325,28 @@ def cancellable():
                 return
             raise Cancelled(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}
+    try:
+        # done: a cancel now has nothing left to stop, and must not turn a success into a kill
+        with signals_handled(CANCEL_SIGNALS, handler, ignore_after_success=True):
+            yield
+    finally:
+        _fired.clear()
+
+
+@contextlib.contextmanager
+def signals_handled(signals: tuple, handler, ignore_after_success: bool = False):
+    """The one place that swaps signal handlers: handler for signals while the
+    block runs, then the previous handlers back - or, after a block that
+    succeeded and ignore_after_success, none that could still interrupt."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     except BaseException:
-        _restore_handlers(previous)
+        _put_back(previous)
         raise
-    # done: a cancel now has nothing left to stop, and must not turn a success into a kill
-    _restore_handlers(dict.fromkeys(CANCEL_SIGNALS, signal.SIG_IGN))
+    _put_back(dict.fromkeys(signals, signal.SIG_IGN) if ignore_after_success else previous)
 
 
-def _restore_handlers(handlers: dict) -> None:
+def _put_back(handlers: dict) -> None:
     for sig, old in handlers.items():
-        signal.signal(sig, old)
-    _fired.clear()
+        signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: not set from Python

@@ -25,9 +25,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from . import stamps
+from . import records, stamps
 from .errors import CantCreateError, ConfigError, TempFailure
-from .files import atomic_write, fsync_directory, publish, state_root, temporary_beside
+from .files import publish, state_root, temporary_beside
 from .leftovers import KeptCopy
 from .log import log
 from .target import Target
@@ -69,16 +69,9 @@ class SafetyDumps:
 
     # --- the record -------------------------------------------------------
     def pending(self) -> HalfRestored | None:
-        import json  # here: every dump looks, few ever find one
-
-        try:
-            with open(self.record_path, encoding="utf-8") as handle:
-                return HalfRestored(**json.load(handle))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"record {self.record_path} is unreadable or corrupt ({exc}): the database "
-                              f"may be half-restored; check it, then remove the record") from None
+        return records.load(self.record_path, lambda data: HalfRestored(**data), lambda exc: ConfigError(
+            f"record {self.record_path} is unreadable or corrupt ({exc}): the database "
+            f"may be half-restored; check it, then remove the record"))
 
     def refuse_if_pending(self) -> None:
         record = self.pending()
@@ -94,18 +87,13 @@ class SafetyDumps:
     def record(self, previous: str) -> HalfRestored:
         """Write down, durably, that the database is about to be dropped and
         where its previous content is: before the first destructive statement."""
-        import json
-
         record = HalfRestored(self.target.database, self.target.describe(), previous, stamps.record(),
                               os.getpid())
-        with atomic_write(self.record_path) as handle:
-            handle.write(json.dumps(asdict(record), indent=1).encode() + b"\n")
+        records.save(self.record_path, asdict(record))
         return record
 
     def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.record_path)
-            fsync_directory(self.directory)
+        records.remove(self.record_path)
 
     # --- the dumps --------------------------------------------------------
     @contextlib.contextmanager
@@ -144,13 +132,12 @@ def refuse_dump(target: Target, scope: str) -> None:
     if scope == "database":
         SafetyDumps(target).refuse_if_pending()
         return
-    import json
-
     directory = os.path.join(state_root(), DIRECTORY)
     with contextlib.suppress(OSError):
         for name in sorted(os.listdir(directory)):
             if name.startswith(f"{target.type}-") and name.endswith(".json"):
-                with contextlib.suppress(OSError, ValueError, TypeError):
-                    with open(os.path.join(directory, name), encoding="utf-8") as handle:
-                        record = HalfRestored(**json.load(handle))
-                    raise TempFailure(record.describe())
+                with contextlib.suppress(ConfigError):
+                    record = records.load(os.path.join(directory, name), lambda data: HalfRestored(**data),
+                                          lambda exc: ConfigError(str(exc)))
+                    if record is not None:
+                        raise TempFailure(record.describe())

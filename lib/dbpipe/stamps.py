@@ -1,10 +1,11 @@
-"""Timestamps, in two forms only, both UTC.
+"""Timestamps, in three forms only, all UTC.
 
 `record()` is read back by people and programs (the stream header, state
 and snapshot records): ISO 8601 to the second.  `for_name()` goes into the
 names of what we keep or leave behind (kept copies, side databases, chain
 ids, snapshot directories): the same instant without separators, so names
-sort by age and fit where a ':' or '-' would not.  UTC because a copy kept
+sort by age and fit where a ':' or '-' would not.  `for_listing()` is what
+a table for people shows (item listings): to the minute, saying UTC.  UTC because a copy kept
 before a time-zone change must still sort right; the 'Z' says so.
 
 Versions before this module named kept copies in local time, in three
@@ -29,6 +30,11 @@ def record(at: float | None = None) -> str:
 
 def for_name(at: float | None = None) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at))
+
+
+def for_listing(at: float | None) -> str:
+    """No moment (an item without dates) is an empty cell, not today."""
+    return "" if at is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
 
 
 def order_key(stamp: str) -> str:

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import BARE_PATH, dbpipe
-from ..prerequisites import require_tools
+from ..helpers import BARE_PATH, BIN, dbpipe
+from ..prerequisites import require_root, require_tools
 from . import btrfs, installs
 from .conftest import _install, lines, text
 
@@ -357,3 +358,62 @@ def kill_with_children(pid: int) -> None:
     for child in children:      # each runs in a process group of its own
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
+
+
+# --- a second provider: one module, one register() line -------------------------------
+
+DIRCOPY = Path(__file__).with_name("dircopy.py")
+DIRCOPY_HOME = ".dbpipe-copies"
+
+
+@pytest.fixture
+def tmpfs_site(occ_variant):
+    """An installation on a tmpfs of its own: no btrfs, so only the test-only
+    plain-copy provider (dircopy.py) can snapshot it."""
+    require_root("mounting a tmpfs")
+    mount = Path(tempfile.mkdtemp(prefix="dbpipe-tmpfs-", dir="/var/tmp"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mount)], check=True)
+    try:
+        root = mount / "nc"
+        yield mount, _install(root, installs.sqlite_database(root), occ_variant)
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+        os.rmdir(mount)
+
+
+def with_dircopy(hook: str, install, state_dir, env, *args):
+    """The real hook executable, run with the test-only provider registered."""
+    argv = [shutil.which("python3", path=BARE_PATH), str(DIRCOPY), str(BIN / hook), str(install.root),
+            "--state-dir", str(state_dir), "--settle", "0", *map(str, args)]
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          cwd="/", env=env, timeout=120)
+
+
+def test_a_second_provider_plugs_in_with_one_module_and_one_register_line(
+        tmpfs_site, run_hook, state_dir, snapshot_root, env):
+    mount, install = tmpfs_site
+    refused = run_hook(BEFORE, install, *snapshot_args(snapshot_root))
+    assert refused.returncode == 78 and "not a filesystem dbpipe can snapshot (btrfs)" in text(refused)
+
+    before = with_dircopy(BEFORE, install, state_dir, env, *snapshot_args(snapshot_root))
+
+    assert before.returncode == 0, text(before)
+    assert not install.maintenance
+    assert any(WINDOW.match(line) for line in lines(before)), lines(before)
+    [record] = state_dir.glob("*.snapshot.json")
+    assert [taken["provider"] for taken in json.loads(record.read_text())["snapshots"]] == ["dircopy"]
+    view = view_of(install, snapshot_root)
+    readme = view / str(install.root / "data/alice/files/Readme.md").lstrip("/")
+    (install.root / "data/alice/files/Readme.md").write_text("changed after the window\n")
+    assert readme.read_text() == "hello alice\n", "the view keeps the window's state"
+    assert dbpipe("dbpipe-dump", "--nextcloud", install.root, "--from-snapshot", "--state-dir", state_dir,
+                  env=env).returncode == 0
+
+    after = with_dircopy(AFTER, install, state_dir, env)
+
+    assert after.returncode == 0, text(after)
+    assert btrfs.mounts_below(snapshot_root) == [] and not view.exists()
+    assert not (mount / DIRCOPY_HOME).exists(), "the copies and their directory are gone"
+    assert [p.suffix for p in state_dir.iterdir()] == [".lock"]
+    assert install.config()["maintenance"] is False
+

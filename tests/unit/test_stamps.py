@@ -7,10 +7,12 @@ from dbpipe import stamps
 from dbpipe.engines.mysql import MAX_NAME, SideNames, side_name
 
 
-def test_both_forms_are_utc():
+def test_all_forms_are_utc():
     at = 1796143532.25          # 2026-12-01 16:45:32.25 UTC
     assert stamps.record(at) == "2026-12-01T16:45:32Z"
     assert stamps.for_name(at) == "20261201T164532Z"
+    assert stamps.for_listing(1796143532) == "2026-12-01 16:45 UTC"
+    assert stamps.for_listing(None) == "", "an item without dates is an empty cell, not today"
 
 
 def test_every_shape_of_name_stamp_is_found_and_sorts_together():

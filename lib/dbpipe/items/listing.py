@@ -3,8 +3,9 @@ so the right calendar, address book or UID can be picked for export/push."""
 
 from __future__ import annotations
 
+from ..stamps import for_listing
 from .ical import title
-from .model import ADDRESSBOOK, CALENDAR, Collection, Item, utc_text
+from .model import ADDRESSBOOK, CALENDAR, Collection, Item
 
 MAX_TITLE = 60
 
@@ -12,7 +13,7 @@ MAX_TITLE = 60
 def collections_table(user: str, collections: list[Collection]) -> str:
     rows = [("TYPE", "URI", "NAME", "ITEMS", "IN TRASH BIN", "NOTE")]
     for c in collections:
-        note = f"calendar in trash bin since {utc_text(c.deleted_at)}" if c.in_trash else ""
+        note = f"calendar in trash bin since {for_listing(c.deleted_at)}" if c.in_trash else ""
         rows.append((c.kind, c.uri, c.displayname, str(c.items),
                      str(c.items_in_trash) if c.kind == CALENDAR else "-", note))
     calendars = sum(1 for c in collections if c.kind == CALENDAR)
@@ -24,11 +25,11 @@ def collections_table(user: str, collections: list[Collection]) -> str:
 def items_table(collection: Collection, items: list[Item]) -> str:
     rows = [("URI", "UID", "TYPE", "FIRST", "TITLE", "NOTE")]
     for item in items:
-        note = "in trash bin" + (f" since {utc_text(item.deleted_at)}" if item.deleted_at else "") \
+        note = "in trash bin" + (f" since {for_listing(item.deleted_at)}" if item.deleted_at else "") \
             if item.in_trash else ""
         name = title(item.data, collection.kind == ADDRESSBOOK)
         name = name if len(name) <= MAX_TITLE else name[: MAX_TITLE - 1] + "…"
-        rows.append((item.uri, item.uid, item.component, utc_text(item.first), name, note))
+        rows.append((item.uri, item.uid, item.component, for_listing(item.first), name, note))
     return f"{collection.label()}: {len(items)} item(s)\n" + _table(rows)
 
 

@@ -88,13 +88,6 @@ class Selection:
                 and (self.end is None or item.first < self.end))
 
 
-def utc_text(timestamp: int | None) -> str:
-    if timestamp is None:
-        return ""
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def trash_free_uri(uri: str) -> str:
     """The address an object had before Nextcloud moved it to the trash bin
     (it renames name.ics to name-deleted.ics to free the old address)."""

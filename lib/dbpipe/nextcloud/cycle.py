@@ -240,6 +240,26 @@ class Hook:
             raise errors[0]
 
     @contextlib.contextmanager
+    def restoring(self, deadline: Deadline, finish: str, scan: Scan | None = None):
+        """The one restore cycle (nextcloud-after-restore, a copy-back): the
+        record, Nextcloud closed, and the LiveChange the restore reports its
+        point of no return to, yielded; once the data is in, a new data
+        fingerprint before the previous state is put back, uninterrupted.  The
+        record is self.restore_state (its maintenance_before is what the final
+        check expects)."""
+        state = self.restore_state = self.begin_restore(finish, scan)
+        with self.protecting(state, deadline):
+            self.quiesce(state)
+            yield self.live_change(state, finish)
+            remaining = self.finish_command(None, scan)   # the data is in: no dump needed to finish
+            if state.unfinished and state.unfinished != remaining:
+                self.mark_unfinished(state, remaining)
+            self.new_fingerprint()
+            self.mark_unfinished(state, "")  # finished: from here on a failure puts back
+        with shielded():
+            self.resume(state)
+
+    @contextlib.contextmanager
     def protecting(self, state: HookState, deadline: Deadline):
         """Any failure in the block: put back the previous state - unless a
         restore has changed data by then, which must stay closed."""

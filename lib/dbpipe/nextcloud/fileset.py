@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError, NoInputError
-from ..snapshot import SNAPSHOT_DIR
+from ..snapshot import snapshot_homes
 from ..snapshot.view import view_path
 from .config import php_truthy, read_system_config, with_environment
 from .installation import Installation
@@ -83,8 +83,8 @@ def _refuse_newline(path: str, what: str) -> None:
 def in_view(files: FileList, view: str) -> FileList:
     """The same lists as the snapshot view shows them.  A backed-up directory
     that is a mount point of its own holds the snapshots of its filesystem
-    (btrfs keeps them on the same filesystem): those are left out."""
-    own = [os.path.join(path, SNAPSHOT_DIR) for path in files.include if os.path.ismount(path)]
+    (a provider keeps them on the same filesystem): those are left out."""
+    own = [home for path in files.include if os.path.ismount(path) for home in snapshot_homes(path)]
     return FileList([view_path(view, p) for p in files.include],
                     [view_path(view, p) for p in sorted(files.exclude + own)])
 

@@ -13,7 +13,7 @@ import signal
 
 from ..errors import Cancelled, UnavailableError
 from ..log import log
-from ..process import CANCEL_SIGNALS
+from ..process import CANCEL_SIGNALS, signals_handled
 
 
 class HookTimeout(UnavailableError):
@@ -23,7 +23,7 @@ class HookTimeout(UnavailableError):
 class Deadline:
     def __init__(self, seconds: float | None):
         self.seconds = seconds or 0
-        self._previous = None
+        self._handled = contextlib.nullcontext()
 
     def _fire(self, _signum, _frame):
         self.disarm()
@@ -35,14 +35,14 @@ class Deadline:
 
     def __enter__(self):
         if self.seconds:
-            self._previous = signal.signal(signal.SIGALRM, self._fire)
+            self._handled = signals_handled((signal.SIGALRM,), self._fire)
+            self._handled.__enter__()
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         return self
 
     def __exit__(self, *exc):
         self.disarm()
-        if self.seconds:
-            signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
+        return self._handled.__exit__(*exc)
 
 
 @contextlib.contextmanager
@@ -53,13 +53,10 @@ def shielded(reraise: bool = True):
     done; without (cleanup on an error path), the original error wins.
     """
     received: list[int] = []
-    sigs = (*CANCEL_SIGNALS, signal.SIGALRM)
-    previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in sigs}
     try:
-        yield
+        with signals_handled((*CANCEL_SIGNALS, signal.SIGALRM), lambda s, _f: received.append(s)):
+            yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
         if received:
             log.info("%s arrived while restoring the previous state; finished that first",
                      signal.Signals(received[0]).name)

@@ -46,22 +46,19 @@ def before_backup(options: HookOptions, dump_to: str | None,
     if options.snapshot:
         database = _dump_target(hook, snapshot_backup.stream_path(options.state_dir, hook.installation),
                                 target)
-        snapshot_backup.before_backup(hook, database)
+        snapshot_backup.take_window(hook, database)
         return
     database = _dump_target(hook, dump_to, target) if dump_to else None
     if dump_to:
         refuse_foreign(dump_to, database)
     with hook.session() as deadline:
         state = hook.begin(options.method)
-        try:
+        with hook.protecting(state, deadline):  # nothing unfinished: any failure puts back
             hook.quiesce(state)
             if dump_to:
                 trailer = dump_to_file(database, dump_to, job=BareosJob.from_environ())
                 report.step(f"database dump: {dump_to} ({human_bytes(trailer.bytes)}, "
                             f"sha256 {trailer.sha256[:16]}...)")
-        except BaseException:
-            hook.undo(state, deadline)
-            raise
     report.step("done: consistent until nextcloud-after-backup runs")
 
 
@@ -76,7 +73,7 @@ def after_backup(options: HookOptions, dump_to: str | None, keep_dump: bool,
         except DbpipeError as exc:
             errors.append(exc)
         try:
-            snapshot_backup.after_backup(hook)
+            snapshot_backup.remove_window(hook)
         except DbpipeError as exc:
             errors.append(exc)
         if dump_to and not keep_dump:
@@ -118,23 +115,25 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
-        state = hook.begin_restore(hook.finish_command(dump_from, scan), scan)
-        with hook.protecting(state, deadline):
-            hook.quiesce(state)
+        with hook.restoring(deadline, hook.finish_command(dump_from, scan), scan) as live:
             if source is not None:
-                live = hook.live_change(state, hook.finish_command(dump_from, scan))
                 restore(database, source.fileno(), dataclasses.replace(restore_options, live=live))
                 report.step(f"database restored from {dump_from} ({database.describe()})")
-                hook.mark_unfinished(state, hook.finish_command(None, scan))
-            hook.new_fingerprint()
-            hook.mark_unfinished(state, "")  # finished: from here on a failure puts back
-        with shielded():
-            hook.resume(state)
         _require_current_schema(hook, scan)
         if scan:
             _scan(hook, scan)
-        _final_check(hook, state.maintenance_before)
+        _final_check(hook, hook.restore_state.maintenance_before)
     report.step("done")
+
+
+@contextlib.contextmanager
+def closed_for_restore(name: str, options: HookOptions):
+    """Nextcloud's restore cycle around another program's restore of its
+    database (dbpipe-mariabackup-restore copy-back): yields the LiveChange
+    that restore reports to."""
+    hook = Hook(name, options, StepReport())
+    with hook.session() as deadline, hook.restoring(deadline, hook.finish_command()) as live:
+        yield live
 
 
 def _database_restored(record: JobLog, options: HookOptions) -> bool:

@@ -65,9 +65,10 @@ class WindowClock:
         return ", ".join(steps)
 
 
-def before_backup(hook: Hook, database: Target) -> None:
-    """Maintenance on, settle, snapshots, database point, maintenance off;
-    then the rest of the dump and the view, outside the window."""
+def take_window(hook: Hook, database: Target) -> None:
+    """nextcloud-before-backup --snapshot, once hooks.before_backup has
+    checked its options: maintenance on, settle, snapshots, database point,
+    maintenance off; then the rest of the dump and the view, outside the window."""
     options, report = hook.options, hook.report
     store = record_store(options.state_dir, hook.installation)
     with hook.session() as deadline:
@@ -168,8 +169,9 @@ def _remove_quietly(record: SnapshotRecord, store: RecordStore, report) -> None:
         log.error("could not remove the snapshot: %s (record kept in %s)", exc, store.path)
 
 
-def after_backup(hook: Hook) -> None:
-    """Called by nextcloud-after-backup under the lock, whatever the job's outcome."""
+def remove_window(hook: Hook) -> None:
+    """What take_window left for the job: called by hooks.after_backup under
+    the lock, whatever the job's outcome."""
     store = record_store(hook.options.state_dir, hook.installation)
     record = store.load()
     if record is None:

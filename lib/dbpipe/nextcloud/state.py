@@ -13,13 +13,12 @@ finishing the restore may end maintenance mode, whatever dies in between.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from ..errors import CantCreateError, ConfigError
-from ..files import atomic_write, exclusive_lock, state_root
+from .. import records
+from ..errors import ConfigError
+from ..files import exclusive_lock, state_root
 from .installation import Installation
 
 DEFAULT_STATE_DIR = state_root()
@@ -57,37 +56,23 @@ class StateStore:
         base = os.path.join(directory, f"nextcloud-{installation.key()}")
         self.path, self.lock_path = base + ".json", base + ".lock"
 
-    def _ensure_directory(self) -> None:
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise CantCreateError(f"cannot create state directory {self.directory}: "
-                                  f"{exc.strerror}") from None
-
     def locked(self):
         """Hold the installation's lock for the whole hook; held -> exit 75."""
         return exclusive_lock(self.lock_path, f"another dbpipe hook is working on {self.root}")
 
     def load(self) -> HookState | None:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            state = HookState(**data)
-        except FileNotFoundError:
+        state = records.load(self.path, lambda data: HookState(**data), lambda exc: ConfigError(
+            f"state file {self.path} is unreadable or corrupt ({exc}); check "
+            f"maintenance mode and services by hand, then remove it"))
+        if state is None:
             return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"state file {self.path} is unreadable or corrupt ({exc}); check "
-                              f"maintenance mode and services by hand, then remove it") from None
         if state.method not in METHODS:
             raise ConfigError(f"state file {self.path} names unknown method {state.method!r}")
         return state
 
     def save(self, state: HookState) -> None:
         """Atomically replace the record (0600), synced before we act on it."""
-        self._ensure_directory()
-        with atomic_write(self.path) as handle:
-            handle.write(json.dumps(asdict(state), indent=1).encode())
+        records.save(self.path, asdict(state), f"state directory {self.directory}")
 
     def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        records.remove(self.path)

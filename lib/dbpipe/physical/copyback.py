@@ -10,7 +10,8 @@ lets the next copy-back finish or roll it back before its own swap.  A data
 directory that is a mount point cannot be renamed: refused before anything
 is stopped.
 
-Nextcloud, when asked for, goes through the hooks' cycle (nextcloud.cycle):
+Nextcloud, when asked for, goes through the hooks' restore cycle, which
+the caller passes in (CopyBackRequest.closed, nextcloud.hooks.closed_for_restore):
 the installation's lock, a record saved before anything changes, maintenance
 mode on, and after the swap a new data fingerprint before the previous state
 is put back.  A failure before the data directory was touched, or one whose
@@ -28,6 +29,8 @@ import pwd
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .. import stamps
@@ -58,11 +61,9 @@ class CopyBackRequest:
     target: Target                # how to reach the restarted server
     tools: Tools
     start_timeout: float = 300
-    nextcloud: str | None = None
-    php: str | None = None
-    settle: float = 10.0          # seconds for running Nextcloud requests after maintenance on
+    # what is closed around the swap (Nextcloud's restore cycle), yielding the LiveChange it reports to
+    closed: Callable[[], AbstractContextManager[LiveChange]] | None = None
     state_dir: str | None = None  # chain state to retire: the next backup must be full
-    nextcloud_state_dir: str | None = None  # the hooks' record and lock (default theirs)
     keep_old_copies: int | None = None      # keep only the newest N earlier data directories
 
 
@@ -82,7 +83,7 @@ def copy_back(request: CopyBackRequest) -> str | None:
     with record.locked():
         _recover(request, datadir, record)
         log.info("restoring %s into %s", prepared.describe(), datadir)
-        with _nextcloud_closed(request) as live:
+        with _closed(request) as live:
             kept = _swap(request, datadir, _owner(datadir), live, record)
     if request.state_dir:
         StateDir(request.state_dir).retire("the server was restored")
@@ -248,30 +249,9 @@ def _roll_back(request: CopyBackRequest, datadir: str, kept: str | None,
                   + (f" (the failed copy is in {failed})" if os.path.lexists(failed) else ""))
 
 
-@contextlib.contextmanager
-def _nextcloud_closed(request: CopyBackRequest):
-    """The hooks' maintenance cycle around the swap (yields the LiveChange the
-    swap reports to); without --nextcloud just that LiveChange."""
-    if not request.nextcloud:
-        yield LiveChange()
-        return
-    from ..nextcloud.cycle import Hook, HookOptions
-    from ..nextcloud.guard import shielded
-    from ..nextcloud.report import StepReport
-    from ..nextcloud.state import DEFAULT_STATE_DIR
-    options = HookOptions(request.nextcloud, php=request.php, settle=request.settle,
-                          state_dir=request.nextcloud_state_dir or DEFAULT_STATE_DIR)
-    hook = Hook(f"{COMMAND} copy-back", options, StepReport())
-    finish = hook.finish_command()
-    with hook.session() as deadline:
-        state = hook.begin_restore(finish)
-        with hook.protecting(state, deadline):
-            hook.quiesce(state)
-            yield hook.live_change(state, finish)
-            hook.new_fingerprint()
-            hook.mark_unfinished(state, "")
-        with shielded():
-            hook.resume(state)
+def _closed(request: CopyBackRequest) -> AbstractContextManager[LiveChange]:
+    """The restore cycle around the swap; without one, just a LiveChange."""
+    return request.closed() if request.closed else contextlib.nullcontext(LiveChange())
 
 
 def _kept_directories(datadir: str) -> list[KeptCopy]:

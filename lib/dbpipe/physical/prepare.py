@@ -12,16 +12,15 @@ appear (or replace an earlier result) only when all of it succeeded.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
 
+from .. import records
+from ..credentials import private_directory
 from ..errors import CantCreateError, DataError, NoInputError, UnavailableError
-from ..files import atomic_write
-from ..leftovers import owned_pattern, owner_tag, sweep
+from ..leftovers import owned_pattern
 from ..log import Progress, log
 from ..process import Child
 from ..stream import write_all
@@ -67,17 +66,11 @@ def prepare(directory: str, tools: Tools, force: bool = False, until: int | None
     if not force and (os.path.lexists(output) or os.path.lexists(record)):
         raise CantCreateError(f"{output} already exists; use --force to prepare again")
     verify_pieces(chain)
-    sweep(directory, owned_pattern(".preparing-"), "unfinished prepare directory")
-    try:
-        work = tempfile.mkdtemp(dir=directory, prefix=".preparing-" + owner_tag())
-    except OSError as exc:
-        raise CantCreateError(f"cannot create a scratch directory in {directory}: {exc.strerror}") from None
-    try:
+    with private_directory(directory, ".preparing-", f"scratch directory in {directory}",
+                           (owned_pattern(".preparing-"), "unfinished prepare directory")) as work:
         base = _apply_all(chain, work, tools, options)
         _replace_previous(base, output, record, work)
-        _write_record(record, result)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        records.save(record, asdict(result))
     log.info("prepared %s: %s", output, result.describe())
     return result
 
@@ -86,11 +79,11 @@ def read_record(directory: str) -> Prepared:
     path = os.path.join(directory, RECORD)
     if not os.path.isdir(os.path.join(directory, PREPARED)) or not os.path.exists(path):
         raise DataError(f"{directory} holds no completely prepared backup: run prepare first")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return Prepared(**json.load(handle))
-    except (OSError, ValueError, TypeError) as exc:
-        raise DataError(f"{path} is unreadable ({exc}): run prepare --force") from None
+    prepared = records.load(path, lambda data: Prepared(**data),
+                            lambda exc: DataError(f"{path} is unreadable ({exc}): run prepare --force"))
+    if prepared is None:  # gone since we looked
+        raise DataError(f"{directory} holds no completely prepared backup: run prepare first")
+    return prepared
 
 
 def verify_pieces(chain: Chain) -> None:
@@ -173,7 +166,3 @@ def _run(argv: list[str], what: str) -> None:
     if code != 0 or not completed_ok(child.stderr_lines):
         raise UnavailableError(f"{what} failed: {child.failure(code)}")
 
-
-def _write_record(path: str, prepared: Prepared) -> None:
-    with atomic_write(path) as handle:
-        handle.write(json.dumps(asdict(prepared), indent=1).encode())

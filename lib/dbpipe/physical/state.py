@@ -9,12 +9,12 @@ same chain from running at once.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass, field
 
-from .. import stamps
-from ..files import atomic_write, exclusive_lock, fsync_directory, state_root
+from .. import records, stamps
+from ..errors import DataError
+from ..files import exclusive_lock, fsync_directory, state_root
 from ..log import log
 from .piece import Piece
 
@@ -60,14 +60,12 @@ class ChainState:
         """Incremental: relative to the last successful backup; differential: to the full."""
         return self.last if level == "incremental" else self.full
 
-    def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, "chain_id": self.chain_id,
-                           "server": self.server.__dict__,
-                           "pieces": [piece.as_dict() for piece in self.pieces]}, indent=1)
+    def as_dict(self) -> dict:
+        return {"format": FORMAT, "chain_id": self.chain_id, "server": self.server.__dict__,
+                "pieces": [piece.as_dict() for piece in self.pieces]}
 
     @classmethod
-    def from_json(cls, text: str) -> "ChainState":
-        data = json.loads(text)
+    def from_dict(cls, data: dict) -> "ChainState":
         if data.get("format") != FORMAT:
             raise ValueError(f"unknown state format {data.get('format')!r}")
         pieces = [Piece.from_dict(item) for item in data["pieces"]]
@@ -88,17 +86,17 @@ class StateDir:
     def load(self) -> tuple[ChainState | None, str]:
         """The state, or None and the reason why there is no usable one."""
         try:
-            with open(self.file, encoding="utf-8") as handle:
-                return ChainState.from_json(handle.read()), ""
-        except FileNotFoundError:
+            state = records.load(self.file, ChainState.from_dict,
+                                 lambda exc: DataError(f"the chain state {self.file} is unusable ({exc})"))
+        except DataError as exc:
+            return None, str(exc)
+        if state is None:
             return None, f"no chain state in {self.path} (no successful backup yet)"
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            return None, f"the chain state {self.file} is unusable ({exc})"
+        return state, ""
 
     def save(self, state: ChainState) -> None:
         """Replace the state atomically; a crash leaves the old or the new file."""
-        with atomic_write(self.file) as handle:
-            handle.write(state.to_json().encode())
+        records.save(self.file, state.as_dict())
 
     def retire(self, reason: str) -> str | None:
         """Move the state aside so that the next backup is a full one."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from ..errors import CantCreateError, DataError, DbpipeError
-from ..files import fsync_directory, temporary_beside, write_received
+from ..files import publish, temporary_beside, write_received
 from ..bareos import BareosJob
 from ..log import human_bytes, log
 from ..transfer import Pump
@@ -50,15 +50,13 @@ def _write(pump: Pump, directory: str) -> StoredPiece:
 def _publish(temporary: str, path: str, sha256: str) -> None:
     """Link the verified file into place; the same piece restored twice is fine."""
     try:
-        os.link(temporary, path)
-    except FileExistsError:
+        publish(temporary, path, overwrite=False)
+    except CantCreateError:
+        if not os.path.lexists(path):
+            raise
         if _sha_of_stored(path) != sha256:
             raise CantCreateError(f"{path} exists with different content; move it away first") from None
         log.info("%s was already there with the same content", path)
-    except OSError as exc:
-        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
-    fsync_directory(os.path.dirname(path))
-
 
 
 def _sha_of_stored(path: str) -> str:

@@ -15,12 +15,11 @@ rolled back by the record before the new swap begins.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from dataclasses import asdict, dataclass
 
+from .. import records
 from ..errors import DataError
-from ..files import atomic_write, exclusive_lock, fsync_directory
+from ..files import exclusive_lock
 
 SUFFIX = ".dbpipe-copy-back"
 MOVING, RESTORED = "moving", "restored"
@@ -47,20 +46,12 @@ class SwapRecord:
             yield self
 
     def load(self) -> Swap | None:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                return Swap(**json.load(handle))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise DataError(f"the copy-back record {self.path} is unreadable ({exc}): "
-                            "look at the directories beside it and remove it by hand") from None
+        return records.load(self.path, lambda data: Swap(**data), lambda exc: DataError(
+            f"the copy-back record {self.path} is unreadable ({exc}): "
+            "look at the directories beside it and remove it by hand"))
 
     def save(self, swap: Swap) -> None:
-        with atomic_write(self.path) as handle:
-            handle.write(json.dumps(asdict(swap), indent=1).encode())
+        records.save(self.path, asdict(swap))
 
     def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-            fsync_directory(os.path.dirname(self.path))
+        records.remove(self.path)

@@ -21,19 +21,21 @@ from .mounts import Mount
 from .provider import Provider, SnapshotInfo, Volume
 
 SUBVOLUME_ROOT_INODE = 256
-SNAPSHOT_DIR = ".dbpipe-snapshots"
 COMMAND_TIMEOUT = 300
 
 
 class BtrfsProvider(Provider):
     name = "btrfs"
     fstypes = ("btrfs",)
+    kind = "btrfs subvolume"
+    listing = "'btrfs subvolume list'"
+    home_name = ".dbpipe-snapshots"
 
     def volume(self, path: str, mount: Mount, key: str) -> Volume:
         root = subvolume_root(os.path.realpath(path), mount)
         info = self.info(root)
         uuid = info.uuid if info else ""
-        return Volume(self.name, root, uuid, os.path.join(mount.point, SNAPSHOT_DIR, key))
+        return Volume(self.name, root, uuid, self.home(mount, key))
 
     def nested(self, volume: Volume, mount: Mount) -> list[str]:
         """`btrfs subvolume list -o` names the subvolumes directly below this

@@ -13,6 +13,7 @@ create() and unmounts it in delete(); the flow only needs a directory).
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -41,6 +42,22 @@ class SnapshotInfo:
 class Provider(abc.ABC):
     name: ClassVar[str]
     fstypes: ClassVar[tuple[str, ...]]    # /proc/self/mountinfo types it handles
+    kind: ClassVar[str]                   # what one volume is, for messages: "btrfs subvolume"
+    listing: ClassVar[str]                # how an admin lists its snapshots by hand
+    home_name: ClassVar[str]              # the directory below a mount point that holds our snapshots
+
+    def snapshots_below(self, mount_point: str) -> str:
+        """Where our snapshots of a filesystem mounted at mount_point are kept
+        (a FileSet of that mount point leaves them out)."""
+        return os.path.join(mount_point, self.home_name)
+
+    def home(self, mount: Mount, key: str) -> str:
+        """Where the snapshots of one installation (key) go on mount."""
+        return os.path.join(self.snapshots_below(mount.point), key)
+
+    def holds_snapshots(self, path: str) -> bool:
+        """Whether path lies among our snapshots (of any run, any mount)."""
+        return self.home_name in path.split("/")
 
     @abc.abstractmethod
     def volume(self, path: str, mount: Mount, key: str) -> Volume:

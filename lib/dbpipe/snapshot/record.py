@@ -6,14 +6,11 @@ it - and removes only what the record names and the filesystem confirms.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from dataclasses import asdict, dataclass, field
 
-from .. import stamps
-from ..errors import CantCreateError, ConfigError
-from ..files import atomic_write
+from .. import records, stamps
+from . import listings
+from ..errors import ConfigError
 
 
 @dataclass
@@ -62,27 +59,19 @@ class RecordStore:
         self.path = path
 
     def load(self) -> SnapshotRecord | None:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            record = SnapshotRecord(**data)
-            record.snapshots = [Taken(**item) for item in data.get("snapshots", [])]
-            record.binds = [Bind(**item) for item in data.get("binds", [])]
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"snapshot record {self.path} is unreadable or corrupt ({exc}); check "
-                              f"'btrfs subvolume list' and the mount table by hand, then remove it") from None
-        return record
+        return records.load(self.path, _record, lambda exc: ConfigError(
+            f"snapshot record {self.path} is unreadable or corrupt ({exc}); check "
+            f"{listings()} and the mount table by hand, then remove it"))
 
     def save(self, record: SnapshotRecord) -> None:
-        try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise CantCreateError(f"cannot create {os.path.dirname(self.path)}: {exc.strerror}") from None
-        with atomic_write(self.path) as handle:
-            handle.write(json.dumps(asdict(record), indent=1).encode())
+        records.save(self.path, asdict(record))
 
     def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        records.remove(self.path)
+
+
+def _record(data: dict) -> SnapshotRecord:
+    record = SnapshotRecord(**data)
+    record.snapshots = [Taken(**item) for item in data.get("snapshots", [])]
+    record.binds = [Bind(**item) for item in data.get("binds", [])]
+    return record

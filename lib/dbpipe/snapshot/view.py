@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .. import stamps
 from ..errors import CantCreateError, ConfigError, DbpipeError
-from . import PROVIDERS, SNAPSHOT_DIR, mounts, provider_for
+from . import mounts, provider_for, provider_named
 from .provider import Volume
 from .record import Bind, RecordStore, SnapshotRecord, Taken
 
@@ -85,11 +85,12 @@ def plan(paths: list[str], view: str, key: str) -> Plan:
 def _refuse_nested(plan_: Plan, volume: Volume, table) -> None:
     mount = mounts.mount_of(volume.root, table)
     inside = [part.path for part in plan_.parts if part.volume.root == volume.root]
-    for nested in provider_for(mount, volume.root).nested(volume, mount):
-        if SNAPSHOT_DIR in nested.split("/"):
+    provider = provider_for(mount, volume.root)
+    for nested in provider.nested(volume, mount):
+        if provider.holds_snapshots(nested):
             continue    # snapshots of dbpipe runs, which the FileSet leaves out
         if any(nested == p or nested.startswith(p.rstrip("/") + "/") for p in inside):
-            raise ConfigError(f"{nested} is a nested {volume.provider} subvolume below a backed-up "
+            raise ConfigError(f"{nested} is a nested {provider.kind} below a backed-up "
                               f"directory: its snapshot would be an empty directory")
 
 
@@ -129,13 +130,13 @@ def take(plan_: Plan, record: SnapshotRecord) -> None:
     """Inside the window: one snapshot per volume, nothing else."""
     volumes = {volume.root: volume for volume in plan_.volumes}
     for taken in record.snapshots:
-        _provider(taken.provider).create(volumes[taken.source], taken.path)
+        provider_named(taken.provider).create(volumes[taken.source], taken.path)
 
 
 def identify(record: SnapshotRecord, store: RecordStore) -> None:
     """After the window: each snapshot's own id, the surest mark of ours."""
     for taken in record.snapshots:
-        info = _provider(taken.provider).info(taken.path)
+        info = provider_named(taken.provider).info(taken.path)
         taken.uuid = info.uuid if info else ""
     store.save(record)
 
@@ -214,7 +215,7 @@ def _same_directory(a: str, b: str) -> bool:
 
 
 def _delete(taken: Taken, report) -> None:
-    provider = _provider(taken.provider)
+    provider = provider_named(taken.provider)
     info = provider.info(taken.path)
     if info is None:
         if os.path.lexists(taken.path):
@@ -251,6 +252,3 @@ def _rmdir_up(path: str, stop: str) -> None:
             return
         path = os.path.dirname(path)
 
-
-def _provider(name: str):
-    return PROVIDERS[name]()
