@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections.abc import Callable
 
@@ -88,3 +89,14 @@ def add_copy_back_options(parser: argparse.ArgumentParser) -> None:
                              "(default: /var/lib/dbpipe)")
     parser.add_argument("--settle", type=cli.seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
                         help=f"after maintenance on, wait for running requests (default: {DEFAULT_SETTLE:g})")
+    parser.set_defaults(closed=copy_back_closed)
+
+
+def copy_back_closed(args: argparse.Namespace):
+    """--nextcloud: the hooks' restore cycle around copy-back's swap."""
+    if not args.nextcloud:
+        return None
+    from .hooks import closed_for_restore   # only copy-back with --nextcloud needs the hooks
+    options = HookOptions(args.nextcloud, php=args.php, settle=args.settle,
+                          state_dir=args.nextcloud_state_dir or DEFAULT_STATE_DIR)
+    return functools.partial(closed_for_restore, "dbpipe-mariabackup-restore copy-back", options)

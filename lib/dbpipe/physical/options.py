@@ -7,7 +7,6 @@ plugged in by the executable."""
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from collections.abc import Callable
@@ -149,21 +148,9 @@ def _run_copy_back(args: argparse.Namespace) -> None:
         service=Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
         target=cli.target_from_args(args, all_databases=True, base=Target(type="mysql")),
         tools=Tools.resolve(args.mariabackup, args.mbstream, extract=False),
-        start_timeout=args.start_timeout, closed=_nextcloud_closed(args), keep_old_copies=args.keep_old_copies,
+        start_timeout=args.start_timeout, closed=args.closed(args), keep_old_copies=args.keep_old_copies,
         state_dir=args.state_dir or (default_state if os.path.isdir(default_state) else None))
     copyback.copy_back(request)
-
-
-def _nextcloud_closed(args: argparse.Namespace):
-    """--nextcloud: the hooks' restore cycle around the swap."""
-    if not args.nextcloud:
-        return None
-    from ..nextcloud.cycle import HookOptions
-    from ..nextcloud.hooks import closed_for_restore
-    from ..nextcloud.state import DEFAULT_STATE_DIR
-    options = HookOptions(args.nextcloud, php=args.php, settle=args.settle,
-                          state_dir=args.nextcloud_state_dir or DEFAULT_STATE_DIR)
-    return functools.partial(closed_for_restore, f"{copyback.COMMAND} copy-back", options)
 
 
 def _tool_options(sub, prepare_options: bool = True) -> None:
