@@ -38,7 +38,11 @@ def archive_command(spool: Path, extra: str = "") -> str:
 
 
 def configure(server: servers.Server, settings: dict[str, str]) -> None:
-    """Append settings to postgresql.conf and restart the server."""
+    """Append settings to postgresql.conf, let postgres replicate over the
+    socket (pg_basebackup, as on Debian), and restart the server."""
+    hba = Path(server.workdir) / "data" / "pg_hba.conf"
+    if "replication" not in hba.read_text():
+        hba.write_text("local replication postgres trust\n" + hba.read_text())
     conf = Path(server.workdir) / "data" / "postgresql.conf"
     with conf.open("a") as handle:
         for key, value in settings.items():
