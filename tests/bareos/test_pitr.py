@@ -1,0 +1,97 @@
+"""Point-in-time recovery of PostgreSQL through real Bareos: the shipped
+backup-pg-base job streams a base backup, the shipped backup-pitr-spool job
+carries the WAL spool away every run (and its RunScript empties the spool
+of exactly what the catalog holds), and dbpipe-pitr-restore --bareos
+fetches both back through bconsole and recovers to one second before a
+DROP TABLE: every row committed up to then, none after."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from .. import servers
+from ..helpers import BARE_PATH, bareos_env, dbpipe
+from ..pitr.conftest import archive_command, configure, owned_dir, switch_wal, wait_archived
+from ..pitr.test_pg_pitr import HERE, Workload, service_dir
+from .test_jobs import assert_ok
+
+
+@pytest.fixture
+def archiving(bed):
+    os.chmod(bed.state, 0o711)              # the postgres account reaches the spool below it
+    pitr = bed.state / "pitr"
+    pitr.mkdir(mode=0o711, exist_ok=True)
+    spool = owned_dir(pitr / "spool")
+    server = servers.local_postgres()
+    profile = bed.profiles / "pitr-pg.conf"
+    try:
+        configure(server, {"archive_mode": "on", "archive_command": archive_command(spool),
+                           "track_commit_timestamp": "on"})
+        profile.write_text(f"[database]\ntype = pgsql\nsocket = {server.workdir}\nport = {server.port}\n"
+                           "user = postgres\n")
+        profile.chmod(0o600)
+        yield server, spool
+    finally:
+        servers.destroy(server)
+        profile.unlink(missing_ok=True)
+        shutil.rmtree(pitr, ignore_errors=True)
+        os.chmod(bed.state, 0o700)
+
+
+def spool_job(bed, spool: Path):
+    job = bed.bareos.backup("backup-pitr-spool", level="Incremental")
+    assert_ok(job)
+    held = set(bed.bareos.files(job.job_id))
+    left = {str(p) for p in spool.iterdir()}
+    assert not held & left, f"the spool still has files a successful job holds: {job.log}"
+    assert "AfterJob: spool " in job.log and "removed " in job.log, job.log
+    return job, held
+
+
+def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving, tmp_path):
+    server, spool = archiving
+    server.create_database("app")
+    server.sql("CREATE TABLE rows (id serial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT "
+               "clock_timestamp(), note text)", database="app")
+    carried = set()
+    with Workload(server):
+        time.sleep(1)
+        assert_ok(bed.bareos.backup("backup-pg-base", level="Full"))
+        for _ in range(3):
+            time.sleep(1.5)
+            wait_archived(server, switch_wal(server))
+            carried |= spool_job(bed, spool)[1]
+        time.sleep(1.5)
+    assert any(path.endswith(".sha256") for path in carried) and len(carried) >= 6
+    accident = datetime.datetime.fromisoformat(
+        server.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+    ).replace(tzinfo=datetime.timezone.utc)
+    target = accident - datetime.timedelta(seconds=1)
+    expected = server.sql("SELECT id FROM rows WHERE pg_xact_commit_timestamp(xmin) <= "
+                          f"'{target.isoformat()}'::timestamptz ORDER BY id", database="app").split()
+    assert 0 < len(expected) < int(server.sql("SELECT count(*) FROM rows", database="app"))
+    server.sql("DROP TABLE rows", database="app")                     # the accident at T
+    wait_archived(server, switch_wal(server))
+    spool_job(bed, spool)
+    assert not [p for p in spool.iterdir() if len(p.name) == 24], "every segment is in Bareos"
+
+    env = bareos_env(DBPIPE_STATE_DIR=str(bed.state), PATH=f"{bed.bareos.prefix}/sbin:{BARE_PATH}",
+                     TMPDIR=str(bed.tmpdir))
+    common = ("--to", target.isoformat(), "--datadir", Path(server.workdir) / "data", "--bareos",
+              "--bconsole-config", bed.bareos.conf("") / "bconsole.conf")
+    beyond = dbpipe("dbpipe-pitr-restore", "--to", "2099-01-01 00:00:00", *common[2:], "--check",
+                    "--fetch-into", tmp_path / "beyond", env=env, timeout=600)
+    assert beyond.returncode == 65 and b"is beyond what the archive covers; available: " in beyond.stderr
+
+    result = dbpipe("dbpipe-pitr-restore", *common, "--fetch-into", tmp_path / "fetched",
+                    "--service", service_dir(server), "--service-manager", HERE / "pg-service",
+                    env=env, timeout=900)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"recovery stopping before commit" in result.stdout
+    assert server.sql("SELECT id FROM rows ORDER BY id", database="app").split() == expected
