@@ -27,6 +27,7 @@ from ..errors import DataError, UnavailableError
 from ..log import log
 from ..process import Child, RunAs, run
 from ..services import Service
+from .swap import swap
 from ..stream import write_all
 from ..transfer import Pump
 from .pgarchive import Plan
@@ -105,7 +106,7 @@ def recover(plan: Plan, spool: Spool, request: RecoveryRequest) -> str:
                 f"pg_ctl -D {work.new} stop")
     _stop(work, request, owner)
     _drop_block(work.new)
-    old = swap(request, work)
+    old = swap(request.service, request.datadir, work.new, _running)
     work.remove_staging()
     return f"recovered to {plan.target} ({reached}); live data directory replaced, the old one kept as {old}"
 
@@ -226,38 +227,6 @@ def _stop(work: Workspace, request: RecoveryRequest, owner: RunAs | None) -> Non
     if _running(work.new):
         with contextlib.suppress(Exception):
             _pg_ctl(request, owner, "-D", work.new, "-m", "fast", "-w", "stop")
-
-
-# --- the swap ---------------------------------------------------------------------------------
-
-def swap(request: RecoveryRequest, work: Workspace) -> str:
-    live = request.datadir.rstrip("/")
-    old = f"{live}.dbpipe-old-{stamps.for_name()}"
-    request.service.stop()
-    if _running(live):
-        raise UnavailableError(f"{live}/postmaster.pid is still there after stopping "
-                               f"{request.service.name}; nothing changed")
-    os.rename(live, old)
-    try:
-        os.rename(work.new, live)
-        request.service.start()
-    except BaseException as exc:
-        _roll_back(request, live, old, work.new)
-        if isinstance(exc, Exception):
-            raise UnavailableError(f"the recovered server did not start ({exc}); the old data "
-                                   f"directory is back in place and started") from None
-        raise
-    log.info("swapped in the recovered data directory; the old one is %s", old)
-    return old
-
-
-def _roll_back(request: RecoveryRequest, live: str, old: str, new: str) -> None:
-    with contextlib.suppress(Exception):
-        request.service.stop()
-    if os.path.exists(live):
-        os.rename(live, new + ".failed")
-    os.rename(old, live)
-    request.service.start()
 
 
 def _read(path: str) -> str:
