@@ -1,9 +1,11 @@
-"""Point-in-time recovery of PostgreSQL through real Bareos: the shipped
+"""Point-in-time recovery of PostgreSQL and MariaDB through real Bareos: the shipped
 backup-pg-base job streams a base backup, the shipped backup-pitr-spool job
 carries the WAL spool away every run (and its RunScript empties the spool
 of exactly what the catalog holds), and dbpipe-pitr-restore --bareos
 fetches both back through bconsole and recovers to one second before a
-DROP TABLE: every row committed up to then, none after."""
+DROP TABLE: every row committed up to then, none after.  MariaDB: the
+physical chain (Full, Incremental) and binary logs collected into the same
+spool, restored the same way."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from .. import servers
 from ..helpers import BARE_PATH, bareos_env, dbpipe
 from ..pitr.conftest import archive_command, configure, owned_dir, switch_wal, wait_archived
 from ..pitr.test_pg_pitr import HERE, Workload, service_dir
+from ..mariabackup.conftest import SERVICE_MANAGER
+from ..pitr.test_mariadb_pitr import Workload as MariaWorkload
+from ..pitr.test_mariadb_pitr import binlogging_service
 from .test_jobs import assert_ok
 
 
@@ -95,3 +100,52 @@ def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving
     assert result.returncode == 0, result.stderr.decode()
     assert b"recovery stopping before commit" in result.stdout
     assert server.sql("SELECT id FROM rows ORDER BY id", database="app").split() == expected
+
+
+@pytest.fixture
+def binlogging(bed):
+    service = binlogging_service()
+    profile = bed.profiles / "mariabackup.conf"
+    profile.write_text(f"[database]\ntype = mysql\nsocket = {service.socket}\nuser = root\n")
+    profile.chmod(0o600)
+    spool = bed.state / "pitr" / "spool"
+    spool.mkdir(parents=True, mode=0o700, exist_ok=True)
+    yield service, spool
+    service.destroy()
+    shutil.rmtree(bed.state / "pitr", ignore_errors=True)
+
+
+def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, binlogging, tmp_path):
+    service, spool = binlogging
+    collect = ("dbpipe-binlog-collect", "--socket", service.socket, "--user", "root", "--spool", spool)
+    service.sql("CREATE DATABASE app; CREATE TABLE app.rows (id INT AUTO_INCREMENT PRIMARY KEY, "
+                "ts DATETIME(6) NOT NULL DEFAULT NOW(6), note VARCHAR(20)) ENGINE=InnoDB")
+    with MariaWorkload(service):
+        time.sleep(1)
+        assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Full"))
+        for step in range(3):
+            time.sleep(1.2)
+            if step == 1:
+                assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Incremental"))
+            assert dbpipe(*collect).returncode == 0              # as cron or a Before script runs it
+            spool_job(bed, spool)
+        while datetime.datetime.now().microsecond < 500_000:
+            time.sleep(0.01)
+    accident = datetime.datetime.fromisoformat(service.sql("SELECT NOW(6)"))
+    second = accident.replace(microsecond=0)
+    expected = service.sql(f"SELECT id FROM app.rows WHERE ts < '{second}' ORDER BY id").split()
+    assert 0 < len(expected) < int(service.sql("SELECT count(*) FROM app.rows"))
+    service.sql("DROP TABLE app.rows")                                     # the accident
+    assert dbpipe(*collect).returncode == 0
+    spool_job(bed, spool)
+    assert not [p for p in spool.iterdir() if p.name.startswith("mysql-bin.0")], "every log is in Bareos"
+
+    env = bareos_env(DBPIPE_STATE_DIR=str(bed.state), PATH=f"{bed.bareos.prefix}/sbin:{BARE_PATH}",
+                     TMPDIR=str(bed.tmpdir))
+    target = (second - datetime.timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    result = dbpipe("dbpipe-pitr-restore", "--engine", "mysql", "--to", target, "--datadir", service.datadir,
+                    "--bareos", "--bconsole-config", bed.bareos.conf("") / "bconsole.conf",
+                    "--fetch-into", tmp_path / "fetched", "--service", service.root,
+                    "--service-manager", SERVICE_MANAGER, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr.decode()
+    assert service.sql("SELECT id FROM app.rows ORDER BY id").split() == expected

@@ -37,16 +37,28 @@ def choose_base(jobs: list[CatalogJob], target: RecoveryTarget) -> CatalogJob:
     return (before or jobs)[-1 if before else 0]
 
 
-def fetch(source: BareosSource, target: RecoveryTarget, where: str) -> None:
-    """Restore the base job and the spool jobs it needs below where."""
-    base = choose_base(source.catalog.jobs(source.base_job), target)
-    spool_jobs = [job.job_id for job in source.catalog.jobs(source.spool_job) if job.end >= base.start]
+def chain_jobs(jobs: list[CatalogJob], target: RecoveryTarget) -> list[CatalogJob]:
+    """A physical chain up to the target: the last Full before it and every
+    job after that Full that ended before it."""
+    before = [job for job in jobs if target.latest or _when(job.end) <= target.at]
+    fulls = [i for i, job in enumerate(before) if job.level == "F"]
+    if not fulls:
+        raise NoInputError("the catalog has no successful full physical backup before the target")
+    return before[fulls[-1]:]
+
+
+def fetch(source: BareosSource, target: RecoveryTarget, where: str, chain: bool = False) -> None:
+    """Restore the base job (chain=True: each job of the physical chain, one
+    restore each: they share one pseudo file) and the spool jobs it needs below where."""
+    jobs = source.catalog.jobs(source.base_job)
+    bases = chain_jobs(jobs, target) if chain else [choose_base(jobs, target)]
+    spool_jobs = [job.job_id for job in source.catalog.jobs(source.spool_job) if job.end >= bases[0].start]
     if not spool_jobs:
-        raise NoInputError(f"no successful {source.spool_job} job since the base backup job {base.job_id}")
+        raise NoInputError(f"no successful {source.spool_job} job since the base backup job {bases[0].job_id}")
     os.makedirs(where, mode=0o700, exist_ok=True)
-    log.info("fetching base backup job %d and spool jobs %s from Bareos into %s", base.job_id,
-             ",".join(map(str, spool_jobs)), where)
-    for ids in ([base.job_id], spool_jobs):
+    log.info("fetching base backup job(s) %s and spool jobs %s from Bareos into %s",
+             ",".join(str(b.job_id) for b in bases), ",".join(map(str, spool_jobs)), where)
+    for ids in [[base.job_id] for base in bases] + [spool_jobs]:
         restored = source.catalog.wait(source.catalog.restore_jobs(ids, source.client, source.restore_job, where))
         if restored.status != "T":
             raise UnavailableError(f"Bareos restore job {restored.job_id} of jobs {ids} ended with "
