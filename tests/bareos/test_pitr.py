@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -59,6 +60,27 @@ def spool_job(bed, spool: Path):
     return job, held
 
 
+def drill(bed, server) -> None:
+    """The shipped drill-pitr-pg Admin job: its restore job recovers to latest
+    in a throwaway place and names the newest recoverable time."""
+    link = bed.base / "pg-main"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(server.workdir) / "data")
+    admin = bed.bareos.backup("drill-pitr-pg")
+    assert_ok(admin)
+    started = re.search(r"restore-pitr-drill started as JobId (\d+)", admin.log)
+    assert started, admin.log
+    restored = bed.bareos.wait(int(started.group(1)))
+    assert_ok(restored)
+    said = "".join(re.findall(r"JobId \d+: (?:Client)?AfterJob: (.*)", restored.log))   # Bareos wraps lines
+    newest = re.search(r"drill: newest recoverable time (\S+ \S+) \((\d+) s ago\)", said)
+    assert newest and int(newest.group(2)) < 300, restored.log
+    assert "recovery to it succeeded in a throwaway directory, now removed" in said
+    assert not [p for p in (Path(server.workdir)).iterdir() if "dbpipe-pitr" in p.name]
+    assert not list((bed.state / "pitr" / "drill").rglob("0000*"))      # the fetched copy is gone
+    assert server.sql("SELECT 1") == "1"
+
+
 def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving, tmp_path):
     server, spool = archiving
     server.create_database("app")
@@ -85,6 +107,7 @@ def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving
     wait_archived(server, switch_wal(server))
     spool_job(bed, spool)
     assert not [p for p in spool.iterdir() if len(p.name) == 24], "every segment is in Bareos"
+    drill(bed, server)
 
     env = bareos_env(DBPIPE_STATE_DIR=str(bed.state), PATH=f"{bed.bareos.prefix}/sbin:{BARE_PATH}",
                      TMPDIR=str(bed.tmpdir))

@@ -141,7 +141,9 @@ class Bareos:
             "/usr/local/bin/": f"{bindir}/", "/var/lib/dbpipe": str(state),
             "/var/lib/bareos": str(self.workdir / "dir"), "/usr/lib/bareos/plugins": self.plugin_dir,
             "/etc/bareos": str(self.conf("")), "/var/backups/dbpipe": str(dumps),
-            "/var/www/nextcloud": str(nextcloud)})
+            "/var/www/nextcloud": str(nextcloud),
+            # the PITR drill's live data directory: a test points this link at its server's
+            "/var/lib/postgresql/15/main": str(state.parent / "pg-main")})
 
     def add_resource(self, rel: str, text: str) -> None:
         """A resource of the caller's own (e.g. a benchmark job), below bareos-dir.d."""

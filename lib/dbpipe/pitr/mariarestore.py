@@ -32,6 +32,7 @@ from ..process import Child, RunAs, find_tool, run
 from ..services import Service
 from .binlogs import number_of
 from .spool import Spool
+from .pgrecover import drill_report
 from .swap import swap
 from .targettime import RecoveryTarget, show
 
@@ -48,6 +49,7 @@ class MariaRestore:
     service: Service | None
     timeout: float = 3600.0
     check_only: bool = False
+    drill: bool = False
 
 
 def _finished(stored) -> datetime.datetime:
@@ -145,6 +147,9 @@ def restore(request: MariaRestore) -> str:
         raise
     finally:
         shutil.rmtree(new + ".run", ignore_errors=True)
+    if request.drill:
+        shutil.rmtree(new, ignore_errors=True)
+        return drill_report(_newest_event(spool), f"binary logs {logs[0]} .. {logs[-1]} replayed")
     if request.service is None:
         return f"recovered to {request.target} in {new} (not started; the live server is unchanged)"
     old = swap(request.service, request.datadir, new, lambda _: False)

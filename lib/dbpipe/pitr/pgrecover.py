@@ -32,6 +32,7 @@ from ..stream import write_all
 from ..transfer import Pump
 from .pgarchive import Plan
 from .spool import Spool
+from .targettime import show
 
 BLOCK_BEGIN = "# dbpipe-pitr-restore: begin (removed when the restore completes)"
 BLOCK_END = "# dbpipe-pitr-restore: end"
@@ -45,6 +46,7 @@ class RecoveryRequest:
     bindir: str
     service: Service | None        # None: leave the recovered server running beside
     timeout: float = 3600.0
+    drill: bool = False            # remove what was recovered once it is verified
 
 
 @dataclass
@@ -100,6 +102,11 @@ def recover(plan: Plan, spool: Spool, request: RecoveryRequest) -> str:
         with contextlib.suppress(OSError):
             os.rename(work.new, failed)
         raise
+    if request.drill:
+        _stop(work, request, owner)
+        work.remove_staging()
+        shutil.rmtree(work.new, ignore_errors=True)
+        return drill_report(plan.newest, reached)
     if request.service is None:
         return (f"recovered to {plan.target} ({reached}); the server runs beside the live one: "
                 f"data directory {work.new}, socket {work.run}, port {work.port}; stop it with "
@@ -227,6 +234,14 @@ def _stop(work: Workspace, request: RecoveryRequest, owner: RunAs | None) -> Non
     if _running(work.new):
         with contextlib.suppress(Exception):
             _pg_ctl(request, owner, "-D", work.new, "-m", "fast", "-w", "stop")
+
+
+def drill_report(newest, reached: str) -> str:
+    """The drill's verdict: the real RPO, the newest second a restore gets back."""
+    import datetime
+    age = (datetime.datetime.now(datetime.timezone.utc) - newest).total_seconds()
+    return (f"drill: newest recoverable time {show(newest)} ({age:.0f} s ago); recovery to it "
+            f"succeeded in a throwaway directory, now removed ({reached})")
 
 
 def _read(path: str) -> str:

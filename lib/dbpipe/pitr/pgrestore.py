@@ -25,6 +25,7 @@ class PgRestore:
     bindir: str | None = None
     timeout: float = 3600.0
     check_only: bool = False
+    drill: bool = False             # recover beside, report, remove
 
 
 def restore(request: PgRestore) -> str:
@@ -39,4 +40,4 @@ def restore(request: PgRestore) -> str:
     if request.check_only:
         return summary
     return pgrecover.recover(plan, spool, pgrecover.RecoveryRequest(
-        request.datadir, bindir, request.service, request.timeout))
+        request.datadir, bindir, request.service, request.timeout, request.drill))
