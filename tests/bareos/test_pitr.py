@@ -172,3 +172,41 @@ def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, b
                     "--service-manager", SERVICE_MANAGER, env=env, timeout=900)
     assert result.returncode == 0, result.stderr.decode()
     assert service.sql("SELECT id FROM app.rows ORDER BY id").split() == expected
+
+
+def test_bareos_down_for_several_schedules_loses_nothing(bed, archiving):
+    """No spool job runs while WAL keeps coming: the spool stops at its limit,
+    the server keeps serving and keeps its WAL; the first job after says so in
+    its log, and once the spool jobs run again every segment reaches Bareos."""
+    server, spool = archiving
+    configure(server, {"archive_command": archive_command(spool, "--max-spool-mb 40")})
+    assert_ok(bed.bareos.backup("backup-pg-base", level="Full"))
+    server.sql("CREATE TABLE t (x int)")
+    for _ in range(5):                                       # Bareos "down": no spool job
+        server.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+        last = switch_wal(server)
+    deadline = time.monotonic() + 60
+    while int(server.sql("SELECT failed_count FROM pg_stat_archiver")) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert int(server.sql("SELECT failed_count FROM pg_stat_archiver")) > 0
+    assert sum(p.stat().st_size for p in spool.iterdir()) <= 40 << 20          # bounded
+    assert server.sql("SELECT count(*) FROM t") == "5000"                     # still serving
+
+    job, _ = spool_job(bed, spool)                           # Bareos back
+    said = "".join(re.findall(r"JobId \d+: AfterJob: (.*)", job.log))
+    assert "WARNING: the archive command refused" in said and "is full" in said, job.log
+    for _ in range(6):
+        switch_wal(server)                                   # wakes the archiver at once
+        spool_job(bed, spool)
+        if server.sql("SELECT last_archived_wal FROM pg_stat_archiver") >= last:
+            break
+    wait_archived(server, last)
+    spool_job(bed, spool)
+    env = bareos_env(DBPIPE_STATE_DIR=str(bed.state), PATH=f"{bed.bareos.prefix}/sbin:{BARE_PATH}",
+                     TMPDIR=str(bed.tmpdir))
+    checked = dbpipe("dbpipe-pitr-restore", "--to", "latest", "--check", "--bareos", "--datadir",
+                     Path(server.workdir) / "data", "--bconsole-config", bed.bareos.conf("") / "bconsole.conf",
+                     env=env, timeout=600)
+    assert checked.returncode == 0, checked.stderr.decode()
+    newest_segment = re.search(r"WAL segment\(s\) \S+ \.\. (\S+),", checked.stdout.decode()).group(1)
+    assert newest_segment >= last, checked.stdout                   # no gap from the base to the end

@@ -14,7 +14,7 @@ import contextlib
 import signal
 import time
 
-from ..errors import TempFailure
+from ..errors import CantCreateError, DataError, TempFailure
 from ..log import log
 from .spool import Spool
 
@@ -39,8 +39,12 @@ def deadline(seconds: float, what: str):
 def archive_segment(spool: Spool, source: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Put one segment into the spool; True if new, False if already there."""
     started = time.monotonic()
-    with deadline(timeout, f"archiving {name}"):
-        new = spool.put(source, name)
+    try:
+        with deadline(timeout, f"archiving {name}"):
+            new = spool.put(source, name)
+    except (CantCreateError, TempFailure, DataError) as exc:
+        spool.note_refusal(f"{name}: {exc}")
+        raise
     took = (time.monotonic() - started) * 1000
     log.info("%s %s into %s in %.0f ms", "archived" if new else "already archived", name,
              spool.directory, took)

@@ -25,6 +25,7 @@ class Pruned:
     removed: list[str]
     left: int
     left_bytes: int
+    refusals: tuple[str, ...] = ()
 
 
 def held_paths(catalog: Catalog, job_name: str, current: int | None) -> set[str]:
@@ -48,7 +49,7 @@ def prune(spool: Spool, catalog: Catalog, job_name: str, current: int | None = N
             removed.append(name)
     left = spool.names()
     log.debug("removed %s", " ".join(removed))
-    return Pruned(removed, len(left), spool.used_bytes())
+    return Pruned(removed, len(left), spool.used_bytes(), tuple(spool.take_refusals()))
 
 
 def report(spool: Spool, pruned: Pruned) -> str:
@@ -58,4 +59,8 @@ def report(spool: Spool, pruned: Pruned) -> str:
         line += f" (limit {spool.max_bytes // MiB} MiB)"
         if pruned.left_bytes > WARN_SHARE * spool.max_bytes:
             line = "WARNING: " + line + ": near or over the limit, archiving stops there"
+    if pruned.refusals:
+        first, last = pruned.refusals[0].split(" ", 1)[0], pruned.refusals[-1].split(" ", 1)[1]
+        line += (f"\nWARNING: the archive command refused {len(pruned.refusals)} time(s) since {first} "
+                 f"(the server kept the WAL and retries; last: {last})")
     return line

@@ -24,10 +24,13 @@ import os
 import re
 from dataclasses import dataclass
 
+from .. import stamps
 from ..errors import CantCreateError, DataError, NoInputError, TempFailure, UsageError
 from ..files import fsync_directory, publish, temporary_beside
 
 CHECKSUM_SUFFIX = ".sha256"
+REFUSALS = ".refused"          # what the archive command could not take, for the job log
+MAX_REFUSALS_BYTES = 64 << 10
 NAME_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,120}")
 CHUNK = 1 << 20
 MiB = 1 << 20
@@ -85,6 +88,33 @@ class Spool:
                 f"archive spool {self.directory} is full: {used // MiB} MiB held, limit "
                 f"{self.max_bytes // MiB} MiB; the Bareos archive job has not taken the spool "
                 f"(is it running and succeeding?); nothing archived, the server will retry")
+
+    # --- refusals, for the job log -------------------------------------------------
+    def note_refusal(self, reason: str) -> None:
+        """Best effort (the disk may be full): one line per refusal, capped,
+        so the next spool job's log can say the archive fell behind."""
+        path = os.path.join(self.directory, REFUSALS)
+        try:
+            if os.path.exists(path) and os.path.getsize(path) > MAX_REFUSALS_BYTES:
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{stamps.record()} {reason}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    def take_refusals(self) -> list[str]:
+        """The refusals noted since the last call; they are gone afterwards."""
+        path = os.path.join(self.directory, REFUSALS)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+            os.unlink(path)
+        except FileNotFoundError:
+            return []
+        return lines
 
     # --- reading it back ---------------------------------------------------------
     def names(self) -> list[str]:
