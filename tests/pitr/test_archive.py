@@ -17,7 +17,8 @@ SEGMENT = 16 << 20
 
 
 def spooled(spool) -> list[str]:
-    return sorted(p.name for p in spool.iterdir())
+    """The spool's files but the refusal notes (checked on their own)."""
+    return sorted(p.name for p in spool.iterdir() if p.name != ".refused")
 
 
 def test_each_segment_lands_durably_with_its_checksum(archiving_pg):
@@ -48,10 +49,12 @@ def test_same_name_identical_is_success_different_is_refused(tmp_path):
     assert "already archived with different content; refusing to overwrite" in last_line(result)
     assert (spool / segment.name).read_bytes() == kept
     assert bad_names(tmp_path, spool) == []
+    assert "already archived with different content" in (spool / ".refused").read_text()
 
 
 def bad_names(tmp_path, spool) -> list[str]:
-    return [n for n in os.listdir(spool) if n.startswith(".")]
+    """Temporary files left behind."""
+    return [n for n in os.listdir(spool) if n.startswith(".") and n != ".refused"]
 
 
 def test_a_slash_in_the_name_is_refused(tmp_path):
@@ -78,6 +81,7 @@ def test_full_spool_disk_fails_fast_and_the_server_keeps_running(archiving_pg, r
         assert server.sql("INSERT INTO _switch VALUES (2); SELECT count(*) FROM _switch") == "3"
         assert time.monotonic() - started < 5                 # the server still serves
         assert spooled(spool) == [first, f"{first}.sha256"]   # no half file left behind
+        assert "No space left on device" in (spool / ".refused").read_text()   # for the next job's log
 
         # by hand: the one-line reason, within seconds
         segment = reachable / "segment"
