@@ -127,10 +127,7 @@ def prepare(plan: Plan, spool: Spool, work: Workspace, owner: RunAs | None) -> N
             os.chown(path, owner.uid, owner.gid)
     extract(plan, work.new, owner)
     for name in plan.segments:
-        staged = os.path.join(work.wal, name)
-        shutil.copyfile(spool.path(name), staged)
-        if owner:
-            os.chown(staged, owner.uid, owner.gid)
+        _stage(spool.path(name), os.path.join(work.wal, name), owner)
     _write_owned(os.path.join(work.new, "recovery.signal"), "", owner)
     settings = {"restore_command": f'cp "{work.wal}/%f" "%p"', "recovery_target_action": "promote",
                 "port": str(work.port), "listen_addresses": "", "unix_socket_directories": work.run,
@@ -140,6 +137,21 @@ def prepare(plan: Plan, spool: Spool, work: Workspace, owner: RunAs | None) -> N
     block = "\n".join([BLOCK_BEGIN, *(f"{k} = '{v}'" for k, v in settings.items()), BLOCK_END, ""])
     with open(os.path.join(work.new, "postgresql.auto.conf"), "a") as handle:
         handle.write("\n" + block)
+
+
+def _stage(source: str, staged: str, owner: RunAs | None) -> None:
+    """A hard link when the segment is already the server account's and on the
+    same file system (no copy of gigabytes of WAL), else a copy it owns."""
+    st = os.stat(source)
+    if owner is None or (st.st_uid, st.st_gid) == (owner.uid, owner.gid):
+        try:
+            os.link(source, staged)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, staged)
+    if owner:
+        os.chown(staged, owner.uid, owner.gid)
 
 
 def extract(plan: Plan, destination: str, owner: RunAs | None) -> None:
