@@ -6,8 +6,10 @@ target is there, none after, the table is back."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -136,6 +138,30 @@ def test_a_missing_binlog_is_refused(scenario, tmp_path):
     assert result.returncode == 65
     assert f"binary log {logs[1]} is missing from {gappy}" in last_line(result)
     assert service.sql("SELECT count(*) FROM app.after_accident") == "1"
+
+
+def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
+    service, spool, pieces, target, _ = scenario
+    parent = os.path.dirname(service.datadir)
+    live = os.stat(service.datadir).st_ino
+    proc = subprocess.Popen([str(BIN / "dbpipe-pitr-restore"), "--engine", "mysql", "--to", target, "--datadir",
+                             service.datadir, "--wal", str(spool), "--bases", str(pieces), "--service", service.root,
+                             "--service-manager", SERVICE_MANAGER], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(p.endswith(".run") for p in os.listdir(parent)):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.stat(service.datadir).st_ino == live
+    assert service.sql("SELECT count(*) FROM app.after_accident") == "1"
+    for leftover in [p for p in os.listdir(parent) if ".dbpipe-pitr-" in p]:   # for the admin to remove
+        path = os.path.join(parent, leftover)
+        pid = Path(path, "mysqld.pid")
+        if pid.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid.read_text().strip()), signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_restore_to_one_second_before_the_accident(scenario):
