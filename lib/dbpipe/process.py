@@ -295,3 +295,15 @@ def cancellable():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def start_detached(argv, run_as: RunAs | None = None) -> int:
+    """Start a server that outlives us (a recovered server left beside the live
+    one): its own session, scrubbed environment, no pipe to us; its pid."""
+    log.debug("starting %s (detached)", " ".join(argv))
+    with _starting_child():
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=child_environment(), start_new_session=True,
+                                cwd="/", **(run_as.popen_kwargs() if run_as else {}))
+    _raise_held()
+    return proc.pid

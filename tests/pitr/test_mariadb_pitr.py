@@ -164,6 +164,26 @@ def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def test_beside_serves_the_lost_rows_and_leaves_the_live_server_alone(scenario):
+    service, spool, pieces, target, expected = scenario
+    result = restore(service, spool, pieces, target, "--beside")
+    assert result.returncode == 0, result.stderr
+    said = result.stdout.decode()
+    new = said.split("data directory ", 1)[1].split(",", 1)[0]
+    sock = said.split("socket ", 1)[1].split(";", 1)[0]
+    try:
+        beside = subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "--batch",
+                                 "--skip-column-names", "-e", "SELECT id FROM app.rows ORDER BY id"],
+                                capture_output=True, text=True, env=bareos_env())
+        assert beside.stdout.split() == expected, beside.stderr
+        assert service.sql("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_NAME = 'rows'") == "0"
+    finally:
+        subprocess.run(["mariadb-admin", "--no-defaults", f"--socket={sock}", "-uroot", "shutdown"],
+                       capture_output=True, env=bareos_env())
+        for path in (new, new + ".run"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def test_restore_to_one_second_before_the_accident(scenario):
     service, spool, pieces, target, expected = scenario
     result = restore(service, spool, pieces, target, "--service", service.root, "--service-manager", SERVICE_MANAGER)

@@ -28,7 +28,7 @@ from ..log import log
 from ..physical import prepare as physical_prepare
 from ..physical.chain import load_pieces
 from ..physical.tool import Tools
-from ..process import Child, RunAs, find_tool, run
+from ..process import Child, RunAs, find_tool, run, start_detached
 from ..services import Service
 from .binlogs import number_of
 from .spool import Spool
@@ -142,16 +142,19 @@ def restore(request: MariaRestore) -> str:
         _build(tools, prepared_dir, new, owner)
         _trial_replay(request, spool, logs, position, new, owner)
     except BaseException:
+        shutil.rmtree(new + ".run", ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rename(new, new + ".failed")
         raise
-    finally:
-        shutil.rmtree(new + ".run", ignore_errors=True)
     if request.drill:
-        shutil.rmtree(new, ignore_errors=True)
+        for path in (new, new + ".run"):
+            shutil.rmtree(path, ignore_errors=True)
         return drill_report(_newest_event(spool), f"binary logs {logs[0]} .. {logs[-1]} replayed")
     if request.service is None:
-        return f"recovered to {request.target} in {new} (not started; the live server is unchanged)"
+        sock = _serve_beside(new, owner, request.timeout)
+        return (f"recovered to {request.target}; the server runs beside the live one: data directory {new}, "
+                f"socket {sock}; stop it with mariadb-admin --socket={sock} shutdown")
+    shutil.rmtree(new + ".run", ignore_errors=True)
     old = swap(request.service, request.datadir, new, lambda _: False)
     return f"recovered to {request.target} (binary logs replayed up to it); live data directory replaced, " \
            f"the old one kept as {old}"
@@ -169,30 +172,44 @@ def _build(tools: Tools, prepared: str, new: str, owner: RunAs | None) -> None:
                 os.chown(os.path.join(directory, name), owner.uid, owner.gid)
 
 
+def _server_argv(new: str, owner: RunAs | None) -> tuple[list[str], str]:
+    """A server on the recovered directory: private socket, no networking, no binary log."""
+    rundir = new + ".run"
+    sock = os.path.join(rundir, "mysqld.sock")
+    user = (owner.user_name() if owner else None) or "root"
+    return [find_tool("mariadbd", "mysqld", package_hint="mariadb-server"), "--no-defaults",
+            f"--datadir={new}", f"--socket={sock}", "--skip-networking", "--skip-log-bin",
+            f"--pid-file={rundir}/mysqld.pid", f"--log-error={rundir}/error.log", f"--user={user}"], sock
+
+
 def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position: int, new: str,
                   owner: RunAs | None) -> None:
     rundir = new + ".run"
     os.mkdir(rundir, 0o700)
     if owner:
         os.chown(rundir, owner.uid, owner.gid)
-    sock = os.path.join(rundir, "mysqld.sock")
-    user = (owner.user_name() if owner else None) or "root"
-    server = [find_tool("mariadbd", "mysqld", package_hint="mariadb-server"), "--no-defaults",
-              f"--datadir={new}", f"--socket={sock}", "--skip-networking", "--skip-log-bin",
-              f"--pid-file={rundir}/mysqld.pid", f"--log-error={rundir}/error.log", f"--user={user}"]
+    server, sock = _server_argv(new, owner)
     with Child(server, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as trial:
-        _wait_answering(sock, trial, rundir, request.timeout)
+        _wait_answering(sock, trial.proc.poll, rundir, request.timeout)
         _replay(request.target, [spool.path(n) for n in logs], position, sock)
         run([find_tool("mariadb-admin", "mysqladmin"), "--no-defaults", f"--socket={sock}", "-uroot",
              "shutdown"], timeout=300)
         trial.wait(300)
 
 
-def _wait_answering(sock: str, trial: Child, rundir: str, timeout: float) -> None:
+def _serve_beside(new: str, owner: RunAs | None, timeout: float) -> str:
+    """Start the recovered server again, detached, for the admin to copy from."""
+    server, sock = _server_argv(new, owner)
+    pid = start_detached(server)
+    _wait_answering(sock, lambda: None if os.path.exists(f"/proc/{pid}") else 1, new + ".run", timeout)
+    return sock
+
+
+def _wait_answering(sock: str, exited, rundir: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     ping = [find_tool("mariadb-admin", "mysqladmin"), "--no-defaults", f"--socket={sock}", "-uroot", "ping"]
     while time.monotonic() < deadline:
-        if trial.proc.poll() is not None:
+        if exited() is not None:
             raise UnavailableError(f"the recovery server did not start: see {rundir}/error.log")
         if run(ping, timeout=30).code == 0:
             return
