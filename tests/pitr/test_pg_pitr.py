@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -69,11 +70,13 @@ class Scenario:
         return sorted(p.name for p in self.datadir.parent.iterdir() if p.name.startswith("data."))
 
 
-def service_dir(server) -> str:
+def service_dir(server, config_dir: Path | None = None) -> str:
     options = (f"-k {server.workdir} -p {server.port} -c listen_addresses=127.0.0.1 -c fsync=off "
                "-c synchronous_commit=off -c full_page_writes=off")
     conf = {"pg_ctl": servers._pg_bin("pg_ctl"), "datadir": str(Path(server.workdir) / "data"),
             "options": options, "log": str(Path(server.workdir) / "server.log")}
+    if config_dir:
+        conf["config_dir"] = str(config_dir)
     (Path(server.workdir) / "service.json").write_text(json.dumps(conf))
     return server.workdir
 
@@ -219,3 +222,48 @@ def test_restore_to_one_second_before_the_accident_in_place(scenario):
     auto = (scenario.datadir / "postgresql.auto.conf").read_text()
     assert "dbpipe-pitr-restore" not in auto and "recovery_target_time" not in auto
     scenario.server.sql("INSERT INTO rows (note) VALUES ('after restore')", database="app")
+
+
+def test_debian_layout_configuration_outside_the_data_directory():
+    """As Debian keeps it: postgresql.conf (with data_directory) and pg_hba.conf in
+    their own directory.  The base has none; the recovery server must start on
+    its own and never on the live files; after the swap the data directory holds
+    no configuration of ours."""
+    server = servers.local_postgres()
+    try:
+        work, account = Path(server.workdir), pwd.getpwnam("postgres")
+        data, etc = work / "data", work / "etc"
+        spool = owned_dir(work / "spool")
+        server.stop()
+        etc.mkdir()
+        for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+            shutil.move(data / name, etc / name)
+        (etc / "pg_hba.conf").write_text("local replication postgres trust\n" + (etc / "pg_hba.conf").read_text())
+        with (etc / "postgresql.conf").open("a") as conf:
+            conf.write(f"data_directory = '{data}'\nhba_file = '{etc}/pg_hba.conf'\n"
+                       f"ident_file = '{etc}/pg_ident.conf'\narchive_mode = on\n"
+                       f"archive_command = '{archive_command(spool)}'\ntrack_commit_timestamp = on\n")
+        for path in [etc, *etc.iterdir()]:
+            os.chown(path, account.pw_uid, account.pw_gid)
+        service = service_dir(server, etc)
+        manager = HERE / "pg-service"
+        assert subprocess.run([manager, "start", service]).returncode == 0
+        before = {p.name: p.read_bytes() for p in etc.iterdir()}
+        bases = work / "bases"
+        server.sql("CREATE TABLE kept (x int); INSERT INTO kept VALUES (1)")
+        base_backup(server, bases)
+        server.sql("INSERT INTO kept VALUES (2)")
+        time.sleep(1.2)
+        target = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=0.5)
+        time.sleep(0.7)
+        server.sql("DROP TABLE kept")
+        wait_archived(server, switch_wal(server))
+        result = dbpipe("dbpipe-pitr-restore", "--to", target.isoformat(), "--datadir", data, "--wal", spool,
+                        "--bases", bases, "--service", service, "--service-manager", manager, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert server.sql("SELECT x FROM kept ORDER BY x").split() == ["1", "2"]
+        assert not (data / "postgresql.conf").exists() and not (data / "pg_hba.conf").exists()
+        assert {p.name: p.read_bytes() for p in etc.iterdir()} == before
+    finally:
+        subprocess.run([HERE / "pg-service", "stop", server.workdir], capture_output=True)
+        servers.destroy(server)

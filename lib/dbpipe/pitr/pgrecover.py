@@ -20,7 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import stamps
 from ..errors import DataError, UnavailableError
@@ -55,6 +55,7 @@ class Workspace:
     wal: str
     run: str
     port: int
+    config: dict = field(default_factory=dict)    # what isolate_config changed: path -> original
 
     @classmethod
     def beside(cls, datadir: str) -> "Workspace":
@@ -113,6 +114,7 @@ def recover(plan: Plan, spool: Spool, request: RecoveryRequest) -> str:
                 f"pg_ctl -D {work.new} stop")
     _stop(work, request, owner)
     _drop_block(work.new)
+    restore_config(work.config)
     old = swap(request.service, request.datadir, work.new, _running)
     work.remove_staging()
     return f"recovered to {plan.target} ({reached}); live data directory replaced, the old one kept as {old}"
@@ -128,6 +130,7 @@ def prepare(plan: Plan, spool: Spool, work: Workspace, owner: RunAs | None) -> N
     extract(plan, work.new, owner)
     for name in plan.segments:
         _stage(spool.path(name), os.path.join(work.wal, name), owner)
+    work.config = isolate_config(work.new, owner)
     _write_owned(os.path.join(work.new, "recovery.signal"), "", owner)
     settings = {"restore_command": f'cp "{work.wal}/%f" "%p"', "recovery_target_action": "promote",
                 "port": str(work.port), "listen_addresses": "", "unix_socket_directories": work.run,
@@ -178,6 +181,46 @@ def extract(plan: Plan, destination: str, owner: RunAs | None) -> None:
         code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"cannot extract {stored.path}: {child.failure(code)}")
+
+
+CONFIG_PATHS = re.compile(r"^\s*(data_directory|hba_file|ident_file|external_pid_file|include_dir)\s*=", re.M)
+
+
+def isolate_config(datadir: str, owner: RunAs | None) -> dict:
+    """Make the recovered directory start on its own.  Debian keeps
+    postgresql.conf and pg_hba.conf in /etc, so the base has none: the trial
+    gets an empty postgresql.conf (our settings are in postgresql.auto.conf)
+    and peer authentication on its private socket.  A postgresql.conf that
+    names other paths (data_directory, hba_file, ...) would send the trial to
+    the LIVE files: those lines are commented out for the trial.  Returns
+    path -> original content (None: created), for restore_config."""
+    changed: dict = {}
+    conf, hba = os.path.join(datadir, "postgresql.conf"), os.path.join(datadir, "pg_hba.conf")
+    if not os.path.exists(conf):
+        changed[conf] = None
+        _write_owned(conf, "# dbpipe-pitr-restore: the recovery server's own (removed again)\n", owner)
+    else:
+        original = _read(conf)
+        if CONFIG_PATHS.search(original):
+            changed[conf] = original
+            _write_owned(conf, CONFIG_PATHS.sub(lambda m: "#dbpipe-pitr-restore# " + m.group(0), original), owner)
+    if not os.path.exists(hba):
+        changed[hba] = None
+        _write_owned(hba, "local all all peer\n", owner)
+    return changed
+
+
+def restore_config(changed: dict) -> None:
+    """Put back what isolate_config changed, before the directory goes live."""
+    for path, original in changed.items():
+        if original is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            st = os.stat(path)
+            with open(path, "w") as handle:
+                handle.write(original)
+            os.chown(path, st.st_uid, st.st_gid)
 
 
 def _write_owned(path: str, text: str, owner: RunAs | None) -> None:
