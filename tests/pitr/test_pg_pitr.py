@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from .. import servers
-from ..helpers import BIN, bareos_env, dbpipe, last_line
+from ..helpers import BIN, bareos_env, dbpipe, last_line, write_secret
 from .conftest import archive_command, configure, owned_dir, switch_wal, wait_archived
 
 HERE = Path(__file__).resolve().parent
@@ -266,4 +266,30 @@ def test_debian_layout_configuration_outside_the_data_directory():
         assert {p.name: p.read_bytes() for p in etc.iterdir()} == before
     finally:
         subprocess.run([HERE / "pg-service", "stop", server.workdir], capture_output=True)
+        servers.destroy(server)
+
+
+def test_base_backup_as_a_replication_role_with_a_password(tmp_path):
+    """As the shipped profile has it: a REPLICATION role, a password, 127.0.0.1.
+    A wrong password is refused in one line (77) and nothing is stored."""
+    server = servers.local_postgres()
+    try:
+        hba = Path(server.workdir) / "data" / "pg_hba.conf"
+        hba.write_text("host replication dbpipe_base 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        server.sql("CREATE ROLE dbpipe_base LOGIN REPLICATION PASSWORD 'pw:$x'; SELECT pg_reload_conf()")
+        for password, code in (("wrong", 77), ("pw:$x", 0)):
+            secret = write_secret(tmp_path, f"pw-{code}", password)
+            with open(tmp_path / "base.dbpipe", "wb") as out:
+                result = subprocess.run([str(BIN / "dbpipe-pg-basebackup"), "--type", "pgsql", "--host", "127.0.0.1",
+                                         "--port", str(server.port), "--user", "dbpipe_base", "--password-file",
+                                         secret], stdout=out, stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
+            assert result.returncode == code, result.stderr
+            if code:
+                assert "password authentication failed" in last_line(result)
+                assert len(result.stderr.decode().strip().splitlines()) == 1
+        stored = dbpipe("dbpipe-pg-basebackup", "--from-stdin", "--into", tmp_path / "bases",
+                        stdin=tmp_path / "base.dbpipe")
+        assert stored.returncode == 0, stored.stderr
+        assert len(list((tmp_path / "bases").glob("pgbase-*.dbpipe"))) == 1
+    finally:
         servers.destroy(server)
