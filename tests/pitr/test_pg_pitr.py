@@ -164,6 +164,21 @@ def test_a_missing_or_damaged_segment_is_refused_naming_the_gap(scenario):
     assert f"{missing} in {copy} is damaged (SHA-256 differs from its record)" in last_line(result)
 
 
+def test_a_damaged_base_backup_is_refused_before_anything_is_built(scenario):
+    damaged = scenario.base / "damaged-bases"
+    shutil.copytree(scenario.bases, damaged)
+    base = next(damaged.glob("pgbase-*.dbpipe"))
+    with open(base, "r+b") as handle:
+        handle.seek(base.stat().st_size // 2)
+        handle.write(b"\xff\x00garbage")
+    before = scenario.beside_dirs()
+    result = dbpipe("dbpipe-pitr-restore", "--to", scenario.target, "--datadir", scenario.datadir, "--wal",
+                    scenario.spool, "--bases", damaged, "--beside")
+    assert result.returncode == 65, result.stderr
+    assert f"base backup {base} is damaged: " in last_line(result)
+    assert scenario.beside_dirs() == before
+
+
 def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
     live = scenario.datadir.stat().st_ino
     proc = subprocess.Popen([str(BIN / "dbpipe-pitr-restore"), "--to", scenario.target, "--datadir",

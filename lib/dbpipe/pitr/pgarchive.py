@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..errors import DataError, NoInputError
 from ..process import run
 from . import walnames
-from .pgbase import StoredBase, finished_epoch, stored_bases
+from .pgbase import StoredBase, finished_epoch, stored_bases, verify_stored
 from .spool import Spool
 from .targettime import RecoveryTarget, from_epoch, show
 
@@ -100,4 +100,5 @@ def plan(spool: Spool, bases_dir: str, target: RecoveryTarget, waldump: str) -> 
         raise DataError(f"{target} is before the oldest base backup; {available}")
     if not target.latest and target.at > newest:
         raise DataError(f"{target} is beyond what the archive covers{gap}; {available}")
+    verify_stored(chosen)
     return Plan(chosen, covered.segments, segment_bytes, newest, target)

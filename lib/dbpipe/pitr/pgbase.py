@@ -176,6 +176,16 @@ def read_stored(path: str) -> tuple[StoredBase, Trailer]:
     return StoredBase(path, Base.from_trailer(trailer, path), newline + 1), trailer
 
 
+def verify_stored(stored: StoredBase) -> None:
+    """Read the whole stored stream and check its length and SHA-256: a
+    damaged base is refused before a restore creates anything."""
+    try:
+        with open(stored.path, "rb", buffering=0) as handle:
+            Pump(handle.fileno(), stored.path, progress=Progress("verify")).run(lambda data: None)
+    except DataError as exc:
+        raise DataError(f"base backup {stored.path} is damaged: {exc}") from None
+
+
 def stored_bases(directory: str) -> list[StoredBase]:
     """Every readable base backup in directory, oldest first; damaged ones are
     logged and left out (the checksum is checked again on extraction)."""
