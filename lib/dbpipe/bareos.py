@@ -270,6 +270,77 @@ def _last_said(out: str) -> str:
     return said[-1] if said else "(nothing)"
 
 
+@dataclass(frozen=True)
+class CatalogJob:
+    """A finished job as `llist jobs` reports it (times as the director prints them)."""
+
+    job_id: int
+    name: str
+    status: str
+    level: str
+    start: str
+    end: str
+
+
+class Catalog(Bconsole):
+    """What point-in-time recovery asks the catalog, through bconsole's JSON
+    mode (`.api 2`): a spool file leaves the spool only once a successful job
+    holds it, and a restore fetches what the chosen jobs hold."""
+
+    def api(self, command: str) -> dict:
+        import json
+        from .process import run
+        result = run([self.program, "-c", self.config], input=f".api 2\n{command}\nquit\n",
+                     timeout=self.timeout)
+        answers = []   # [.api 2, our command, quit]
+        for start in (m.start() for m in re.finditer(r'\{\s*"jsonrpc"', result.stdout)):
+            with contextlib.suppress(ValueError):
+                answers.append(json.JSONDecoder().raw_decode(result.stdout[start:])[0])
+        if len(answers) >= 2:
+            if "error" in answers[1]:
+                raise UnavailableError(f"bconsole {command.split()[0]}: {answers[1]['error']}")
+            return answers[1].get("result") or {}
+        raise UnavailableError(f"bconsole gave no answer to {command.split()[0]!r} (exit {result.code}): "
+                               f"{(result.stderr or result.stdout).strip()[-200:]}")
+
+    def jobs(self, name: str, status: str = "T") -> list[CatalogJob]:
+        rows = self.api(f"llist jobs job={name} jobstatus={status}").get("jobs", [])
+        return sorted((CatalogJob(int(r["jobid"]), r.get("name", name), r.get("jobstatus", ""),
+                                  r.get("level", ""), r.get("starttime", ""),
+                                  r.get("realendtime") or r.get("endtime") or "")
+                       for r in rows), key=lambda job: job.job_id)
+
+    def job(self, job_id: int) -> CatalogJob:
+        rows = self.api(f"llist jobid={int(job_id)}").get("jobs", [])
+        if not rows:
+            raise UnavailableError(f"the catalog has no job {job_id}")
+        r = rows[0]
+        return CatalogJob(int(r["jobid"]), r.get("name", ""), r.get("jobstatus", ""), r.get("level", ""),
+                          r.get("starttime", ""), r.get("realendtime") or r.get("endtime") or "")
+
+    def files(self, job_id: int) -> list[str]:
+        rows = self.api(f"list files jobid={int(job_id)}").get("filenames", [])
+        return [row["filename"] for row in rows]
+
+    def restore_jobs(self, job_ids: list[int], client: str, restore_job: str, where: str) -> int:
+        """Start restore_job for every file of these jobs below where; its JobId."""
+        from .process import run
+        ids = ",".join(str(i) for i in job_ids)
+        command = (f"restore client={client} restorejob={restore_job} where={where} jobid={ids} "
+                   f"all done yes\nquit\n")
+        result = run([self.program, "-c", self.config], input=command, timeout=self.timeout)
+        queued = re.search(r"Job queued\. JobId=(\d+)", result.stdout)
+        if result.code != 0 or not queued:
+            raise UnavailableError(f"bconsole started no {restore_job} job for jobs {ids}: "
+                                   f"{result.last_error_line() or f'exit {result.code}'}")
+        return int(queued.group(1))
+
+    def wait(self, job_id: int, timeout: float = 3600) -> CatalogJob:
+        from .process import run
+        run([self.program, "-c", self.config], input=f"wait jobid={int(job_id)}\nquit\n", timeout=timeout)
+        return self.job(job_id)
+
+
 class JobLog:
     """The per-job record that `dbpipe-joblog %i` prints into the job log, and
     how each dbpipe program of the job ended.

@@ -350,3 +350,15 @@ def signals_handled(signals: tuple, handler, ignore_after_success: bool = False)
 def _put_back(handlers: dict) -> None:
     for sig, old in handlers.items():
         signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: not set from Python
+
+
+def start_detached(argv, run_as: RunAs | None = None) -> int:
+    """Start a server that outlives us (a recovered server left beside the live
+    one): its own session, scrubbed environment, no pipe to us; its pid."""
+    log.debug("starting %s (detached)", " ".join(argv))
+    with _starting_child():
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=child_environment(), start_new_session=True,
+                                cwd="/", **(run_as.popen_kwargs() if run_as else {}))
+    _raise_held()
+    return proc.pid

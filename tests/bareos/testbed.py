@@ -141,7 +141,9 @@ class Bareos:
             "/usr/local/bin/": f"{bindir}/", "/var/lib/dbpipe": str(state),
             "/var/lib/bareos": str(self.workdir / "dir"), "/usr/lib/bareos/plugins": self.plugin_dir,
             "/etc/bareos": str(self.conf("")), "/var/backups/dbpipe": str(dumps),
-            "/var/www/nextcloud": str(nextcloud)})
+            "/var/www/nextcloud": str(nextcloud),
+            # the PITR drill's live data directory: a test points this link at its server's
+            "/var/lib/postgresql/15/main": str(state.parent / "pg-main")})
 
     def add_resource(self, rel: str, text: str) -> None:
         """A resource of the caller's own (e.g. a benchmark job), below bareos-dir.d."""
@@ -153,6 +155,8 @@ class Bareos:
             for rel, text in shipped.files(daemon).items():
                 if daemon == "bareos-fd" and rel == "client/myself.conf":
                     text = self._with_testbed_client(text)
+                if rel.startswith("schedule/"):   # nothing starts unless a test starts it
+                    text = re.sub(r"(?m)^\s*Run\s*=.*\n", "", text)
                 _write(self.conf("") / f"{daemon}.d" / rel, text)
 
     def _with_testbed_client(self, text: str) -> str:

@@ -1,0 +1,3 @@
+"""Point-in-time recovery: a continuous archive (PostgreSQL WAL, MariaDB
+binary logs) in a local spool that Bareos backs up, base backups through
+bpipe, and restore to a chosen second."""
