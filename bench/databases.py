@@ -138,8 +138,8 @@ class MariaDB(BenchDatabase):
         return mysql_engine.MysqlEngine()
 
     def bare_load(self, database: str) -> Command:
-        # the flags dbpipe-restore gives its mariadb client (engines/mysql.py)
-        argv = [mysql_engine._client_tool(), *mysql_engine.connection_args(self.target(database)),
+        # the flags dbpipe-restore gives its mariadb client (engines/mysql/engine.py)
+        argv = [mysql_engine.client_tool(), *mysql_engine.connection_args(self.target(database)),
                 "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4",
                 f"--database={database}"]
         return Command(argv)

@@ -8,7 +8,7 @@ not mistaken for the owner).  Whoever creates one first removes those whose
 owner is gone, and says so: a crash leaves garbage only until the next run,
 and never silently.  A live owner's entries are never touched.  (MariaDB
 staging databases cannot carry a pid - the server may be elsewhere - so they
-are held by a named lock instead: engines/mysql.py.)
+are held by a named lock instead: engines/mysql/sides.py.)
 
 Copies a restore keeps on purpose (the replaced database, the old data
 directory) are listed after each restore with their size, and `keep_newest`
