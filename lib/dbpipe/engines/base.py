@@ -19,6 +19,7 @@ from ..process import Child, RunAs
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
+from .rows import RowSource
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs every command ~5 ms to import; annotations are never evaluated
@@ -171,6 +172,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def table_rows(self, target: Target) -> dict[str, int]:
         """Row count of every table, for sanity checks."""
+
+    @abc.abstractmethod
+    def rows(self, target: Target) -> RowSource:
+        """Target's rows in the one dialect of rows.py (the DAV reader's); close() it after use."""
 
 
 def feed_child(child: Child):

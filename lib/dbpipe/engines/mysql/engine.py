@@ -21,11 +21,14 @@ from ...safety import SafetyDumps
 from ...stream import Trailer
 from ...target import Target
 from ...transfer import Pump
+from ..rows import RowSource
 from ..base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
                     feed_child, finish_load, loader, spooled)
 from . import replace
 from .sides import SCRATCH, SideNames, hold, remove_orphans, schemas, side_name
-from .sql import ERRORS, create_database, database_exists, drop_database, execute, mysql_error, quote, table_names
+from .rows import MysqlRows
+from .sql import (ERRORS, create_database, database_exists, drop_database, execute, mysql_errors, quote,
+                  table_names)
 from .swap import Swap
 
 DUMP_COMPLETE = b"\n-- Dump completed"
@@ -96,19 +99,27 @@ class MysqlEngine(Engine):
         socket = target.socket
         if not (socket or target.port or target.defaults_file) and target.host in (None, "localhost"):
             socket = next((path for path in DEFAULT_SOCKETS if os.path.exists(path)), None)
-        try:
+        with mysql_errors(f"cannot connect to {target.describe()}"):
             conn = pymysql.connect(
                 host=target.host if target.host != "localhost" or not socket else None,
                 port=target.port or 0, unix_socket=socket, user=target.user,
                 password=target.password or "", database=database, charset="utf8mb4",
                 autocommit=True, read_default_file=target.defaults_file,
                 connect_timeout=CONNECT_TIMEOUT)
-        except pymysql.err.MySQLError as exc:
-            raise mysql_error(exc, f"cannot connect to {target.describe()}") from None
         try:
             yield conn
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def cursor(self, target: Target, context: str, database: str | None = None):
+        """A cursor on a connection of its own; what pymysql raises while it is
+        used becomes a DbpipeError saying context (sql.mysql_errors)."""
+        with self.connect(target, database) as conn, mysql_errors(context), conn.cursor() as cur:
+            yield cur
+
+    def rows(self, target: Target) -> RowSource:
+        return MysqlRows(self.connect(target, target.database))
 
     # --- restore ----------------------------------------------------------
     def exists(self, target: Target) -> bool:

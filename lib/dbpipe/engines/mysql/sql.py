@@ -5,6 +5,7 @@ databases, tables and objects a restore creates, lists and drops."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 from ...errors import CantCreateError, DataError, DbpipeError, NoInputError, PermissionDenied, UnavailableError
 
@@ -22,22 +23,32 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def mysql_error(exc: Exception, context: str) -> DbpipeError:  # a pymysql MySQLError
+def mysql_error(exc: Exception, context: str, error_class: type[DbpipeError] | None = None
+                ) -> DbpipeError:  # a pymysql MySQLError
+    """The DbpipeError an error code means (ERRORS, else DataError) or
+    error_class, saying context and what the server said."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     message = f"{context}: {exc.args[1] if len(exc.args) > 1 else exc}"
-    error_class = next((cls for codes, _, cls in ERRORS if code in codes), DataError)
+    error_class = error_class or next((cls for codes, _, cls in ERRORS if code in codes), DataError)
     return error_class(message)
 
 
-def execute(conn, sql: str, args=None, context: str = ""):
-    import pymysql
+@contextlib.contextmanager
+def mysql_errors(context: str, error_class: type[DbpipeError] | None = None) -> Iterator[None]:
+    """Whatever pymysql raises inside becomes mysql_error(exc, context): the
+    one place its errors get an exit code and a one-line message."""
+    import pymysql  # here: with cryptography it costs ~40 ms of every start; dumps never connect
 
     try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
+        yield
     except pymysql.err.MySQLError as exc:
-        raise mysql_error(exc, context or sql.split("(")[0][:80]) from None
+        raise mysql_error(exc, context, error_class) from None
+
+
+def execute(conn, sql: str, args=None, context: str = ""):
+    with mysql_errors(context or sql.split("(")[0][:80]), conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
 
 
 def database_exists(conn, name: str) -> bool:
