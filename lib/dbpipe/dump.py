@@ -79,7 +79,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         pass_fds=command.pass_fds, run_as=command.run_as,
     ) as child:
         writer = StreamWriter(out_fd, header, out_name)
-        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=observer)
+        copied = copy_dump(child.stdout_fd, writer, Progress("dump"), observer=observer)
         code = child.wait()
     if code != 0:
         raise engine.dump_failure(child, target)

@@ -180,7 +180,7 @@ class Engine(abc.ABC):
 
 def feed_child(child: Child):
     """A sink writing into the child's stdin."""
-    stdin = child.proc.stdin.fileno()
+    stdin = child.stdin_fd
 
     def sink(data) -> None:
         write_all(stdin, data)
@@ -198,8 +198,7 @@ def loader(argv, *, label, env_extra=None, pass_fds=(), run_as=None) -> Iterator
 
 def finish_load(child: Child, pump: Pump) -> None:
     """Close the client's input and require that it loaded everything."""
-    with contextlib.suppress(OSError):
-        child.proc.stdin.close()
+    child.close_stdin()
     code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"the dump could not be loaded: {child.failure(code)}")

@@ -30,7 +30,6 @@ from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOp
 VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
 MAINTENANCE_DATABASES = ("postgres", "template1")
-CONTROL_TIMEOUT = 300
 HARMLESS_CLUSTER_ERRORS = re.compile(r'role ".*" already exists|current user cannot be dropped')
 
 # Runs first inside the restore transaction: empty the database as its owner,
@@ -433,7 +432,7 @@ class PgsqlEngine(Engine):
                  *connection_args(target), f"--dbname={conninfo(database)}"]
                 + [f"--set={key}={value}" for key, value in variables.items()])
         with pgpass_environment(target.password) as env:
-            result = run(argv, input=sql, env_extra=env, timeout=CONTROL_TIMEOUT, run_as=client_account(target))
+            result = run(argv, input=sql, env_extra=env, run_as=client_account(target))
         if result.code != 0:
             raise self.classify(f"psql: {result.last_error_line()}", result.stderr)
         return result.stdout.strip()
@@ -496,7 +495,7 @@ class PgsqlEngine(Engine):
             try:
                 finish_load(child, pump)
             except DataError as exc:
-                if child.proc.returncode == PSQL_SCRIPT_ERROR:
+                if child.returncode == PSQL_SCRIPT_ERROR:
                     live.reverted()
                 raise self._load_failure(target, child, exc) from None
         return trailer
@@ -530,7 +529,7 @@ class PgsqlEngine(Engine):
             argv = [_tool("psql"), "-X", "-q", *connection_args(target),
                     f"--dbname={conninfo(target.database or 'postgres')}", f"--file={spool}"]
             with pgpass_environment(target.password) as env:
-                result = run(argv, env_extra=env)
+                result = run(argv, env_extra=env, timeout=None)  # as long as the cluster takes
         errors = [line for line in result.stderr.splitlines()
                   if "ERROR:" in line and not HARMLESS_CLUSTER_ERRORS.search(line)]
         if result.code != 0 or errors:

@@ -20,7 +20,7 @@ from ..errors import DataError, NoInputError, PermissionDenied, UsageError
 from ..files import fsync_directory, temporary_beside
 from ..leftovers import KeptCopy
 from ..log import log
-from ..process import RunAs, find_tool, point_of_no_return, run
+from ..process import LONG_TIMEOUT, QUICK_TIMEOUT, RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
@@ -59,7 +59,7 @@ class SqliteEngine(Engine):
         return tail.endswith(b"COMMIT;\n") and ERROR_MARKER not in tail
 
     def server_version(self, target: Target, head: bytes) -> str:
-        result = run([_tool(), "--version"], timeout=30)
+        result = run([_tool(), "--version"], timeout=QUICK_TIMEOUT)
         return result.stdout.split()[0] if result.code == 0 and result.stdout else "unknown"
 
     # --- restore ----------------------------------------------------------
@@ -115,7 +115,7 @@ class SqliteEngine(Engine):
 
     def _sql(self, path: str, statement: str, owner: RunAs | None, readonly=False) -> str:
         argv = [_tool(), "-bail"] + (["-readonly"] if readonly else []) + [path, statement]
-        result = run(argv, run_as=owner, timeout=600)
+        result = run(argv, run_as=owner, timeout=LONG_TIMEOUT)
         if result.code != 0:
             raise DataError(f"sqlite3 {statement.split()[0]} on {path} failed: "
                             f"{result.last_error_line()}")

@@ -142,9 +142,8 @@ def extract(stored: StoredPiece, destination: str, tools: Tools) -> None:
             tools.extract_argv(destination), stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL) as child:
         pump = Pump(handle.fileno(), stored.path)
-        pump.run(_payload_sink(child.proc.stdin.fileno(), stored))
-        with contextlib.suppress(OSError):
-            child.proc.stdin.close()
+        pump.run(_payload_sink(child.stdin_fd, stored))
+        child.close_stdin()
         code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"cannot extract {stored.path}: {child.failure(code)}")
