@@ -13,7 +13,8 @@ from .engines.base import DUMP_LOCK_TIMEOUT
 from .errors import DataError
 from .files import atomic_write, sync_if_file
 from .bareos import BareosJob
-from .log import Progress, human_bytes, log
+from .log import log
+from .progress import Progress, human_bytes
 from .process import Child
 from .safety import refuse_dump
 from .stream import Header, StreamWriter, Trailer

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..credentials import private_directory
 from ..files import write_received
 from ..errors import DataError, DbpipeError, UnavailableError, UsageError
-from ..leftovers import KeptCopy
+from ..kept import KeptCopy
 from ..log import log
 from ..process import Child, RunAs
 from ..stream import Trailer, write_all

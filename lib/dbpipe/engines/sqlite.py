@@ -18,7 +18,7 @@ from .. import stamps
 from ..credentials import private_directory
 from ..errors import DataError, NoInputError, PermissionDenied, UsageError
 from ..files import fsync_directory, temporary_beside
-from ..leftovers import KeptCopy
+from ..kept import KeptCopy
 from ..log import log
 from ..process import LONG_TIMEOUT, QUICK_TIMEOUT, RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer

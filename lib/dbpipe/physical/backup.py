@@ -21,7 +21,8 @@ from ..engines.mysql import MysqlEngine
 from ..errors import DataError, NoInputError
 from ..files import sync_if_file
 from ..bareos import BareosJob
-from ..log import Progress, human_bytes, log
+from ..log import log
+from ..progress import Progress, human_bytes
 from ..process import Child
 from ..safety import refuse_dump
 from ..stream import StreamWriter

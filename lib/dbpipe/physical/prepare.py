@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from ..errors import CantCreateError, DataError, NoInputError, UnavailableError
 from ..files import atomic_write
 from ..leftovers import owned_pattern, owner_tag, sweep
-from ..log import Progress, log
+from ..log import log
+from ..progress import Progress
 from ..process import Child
 from ..stream import write_all
 from ..transfer import Pump

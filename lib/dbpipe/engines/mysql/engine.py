@@ -14,7 +14,7 @@ import tempfile
 from ... import stamps
 from ...credentials import mysql_option_args, mysql_option_fd
 from ...errors import DataError, PermissionDenied
-from ...leftovers import KeptCopy
+from ...kept import KeptCopy
 from ...log import log
 from ...process import Child, find_tool
 from ...safety import SafetyDumps
