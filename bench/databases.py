@@ -12,19 +12,14 @@ units of FILES_PER_UNIT files + CARDS_PER_UNIT cards.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "lib"), str(ROOT / "lib" / "vendor")]
+from fixtures import servers  # first: puts dbpipe on sys.path
 
-from dbpipe.credentials import LIBPQ_ENVIRONMENT  # noqa: E402
-from dbpipe.engines import mysql as mysql_engine  # noqa: E402
-from dbpipe.engines import pgsql as pgsql_engine  # noqa: E402
-from dbpipe.target import Target  # noqa: E402
-from tests import servers  # noqa: E402
-
-from measure import Command, bare_env, process_cpu, settle, tree_cpu  # noqa: E402
+from dbpipe.credentials import LIBPQ_ENVIRONMENT
+from dbpipe.engines import mysql as mysql_engine
+from dbpipe.engines import pgsql as pgsql_engine
+from dbpipe.target import Target
+from measure import Command, bare_env, process_cpu, settle, tree_cpu
 
 FILES_PER_UNIT = 1000
 CARDS_PER_UNIT = 30
