@@ -26,10 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH)]
-
-import databases  # noqa: E402  (puts the repository and lib/ on sys.path)
+import databases  # noqa: E402
+from fixtures import ROOT, private_service  # noqa: E402
 from measure import MIB, Sample, bare_env, dbpipe_command, progress, run_pipeline  # noqa: E402
 
 SECTION = "Physical backups (mariabackup) vs logical dumps"
@@ -142,7 +140,7 @@ def _logical_dump(report, db, workdir: Path) -> Path:
 
 
 def _physical_restore(report, pieces: list[Path], workdir: Path):
-    from tests.mariabackup.conftest import SERVICE_MANAGER, PrivateService
+    PrivateService, SERVICE_MANAGER = private_service()
     landed = workdir / "landed"
     samples = [run_pipeline([dbpipe_command("dbpipe-mariabackup-restore", "--from-stdin", "--into",
                                             str(landed))], stdin=str(piece)) for piece in pieces]
@@ -191,7 +189,7 @@ def main(argv) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="dbpipe-bench-"))
     try:
-        report = BenchReport(Context(databases.ROOT, workdir, args.size_mb, max(1, args.size_mb // 4), 1,
+        report = BenchReport(Context(ROOT, workdir, args.size_mb, max(1, args.size_mb // 4), 1,
                                 bare_env()), "Benchmark: mariabackup")
         run(report)
         sys.stdout.write(report.render())

@@ -48,12 +48,12 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH)]
 
-import databases  # noqa: E402  (puts the repository and lib/ on sys.path)
+import databases  # noqa: E402
+from fixtures import nextcloud_fixtures  # noqa: E402
 from measure import BARE_PATH, BIN, MIB, bare_env  # noqa: E402
 
-from tests.nextcloud import btrfs, installs  # noqa: E402
+btrfs, installs = nextcloud_fixtures()
 
 GIB = 1 << 30
 FILE_SIZE = 512 * 1024

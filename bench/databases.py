@@ -12,19 +12,14 @@ units of FILES_PER_UNIT files + CARDS_PER_UNIT cards.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "lib"), str(ROOT / "lib" / "vendor")]
+from fixtures import servers  # first: puts dbpipe on sys.path
 
-from dbpipe.credentials import LIBPQ_ENVIRONMENT  # noqa: E402
-from dbpipe.engines import mysql as mysql_engine  # noqa: E402
-from dbpipe.engines import pgsql as pgsql_engine  # noqa: E402
-from dbpipe.target import Target  # noqa: E402
-from tests import servers  # noqa: E402
-
-from measure import Command, bare_env, process_cpu, settle, tree_cpu  # noqa: E402
+from dbpipe.credentials import LIBPQ_ENVIRONMENT
+from dbpipe.engines import mysql as mysql_engine
+from dbpipe.engines import pgsql as pgsql_engine
+from dbpipe.target import Target
+from measure import Command, bare_env, process_cpu, settle, tree_cpu
 
 FILES_PER_UNIT = 1000
 CARDS_PER_UNIT = 30
@@ -138,8 +133,8 @@ class MariaDB(BenchDatabase):
         return mysql_engine.MysqlEngine()
 
     def bare_load(self, database: str) -> Command:
-        # the flags dbpipe-restore gives its mariadb client (engines/mysql.py)
-        argv = [mysql_engine._client_tool(), *mysql_engine.connection_args(self.target(database)),
+        # the flags dbpipe-restore gives its mariadb client (engines/mysql/engine.py)
+        argv = [mysql_engine.client_tool(), *mysql_engine.connection_args(self.target(database)),
                 "--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4",
                 f"--database={database}"]
         return Command(argv)

@@ -13,7 +13,8 @@ from .engines.base import DUMP_LOCK_TIMEOUT
 from .errors import DataError
 from .files import atomic_write, sync_if_file
 from .bareos import BareosJob
-from .log import Progress, human_bytes, log
+from .log import log
+from .progress import Progress, human_bytes
 from .process import Child
 from .safety import refuse_dump
 from .stream import Header, StreamWriter, Trailer
@@ -79,7 +80,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
         pass_fds=command.pass_fds, run_as=command.run_as,
     ) as child:
         writer = StreamWriter(out_fd, header, out_name)
-        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("dump"), observer=observer)
+        copied = copy_dump(child.stdout_fd, writer, Progress("dump"), observer=observer)
         code = child.wait()
     if code != 0:
         raise engine.dump_failure(child, target)

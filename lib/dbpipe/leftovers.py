@@ -1,4 +1,4 @@
-"""What a killed run leaves behind, and what a restore keeps on purpose.
+"""What a killed run leaves behind.
 
 Temporary things - private directories, files being written beside their
 final name, SQLite's new database file - carry their owner in their name:
@@ -8,11 +8,8 @@ not mistaken for the owner).  Whoever creates one first removes those whose
 owner is gone, and says so: a crash leaves garbage only until the next run,
 and never silently.  A live owner's entries are never touched.  (MariaDB
 staging databases cannot carry a pid - the server may be elsewhere - so they
-are held by a named lock instead: engines/mysql.py.)
-
-Copies a restore keeps on purpose (the replaced database, the old data
-directory) are listed after each restore with their size, and `keep_newest`
-bounds them when asked to.
+are held by a named lock instead: engines/mysql/sides.py.)  What a restore
+keeps on purpose is kept.py's.
 """
 
 from __future__ import annotations
@@ -22,10 +19,8 @@ import hashlib
 import os
 import re
 import shutil
-from dataclasses import dataclass
-from collections.abc import Callable
 
-from .log import human_bytes, log
+from .log import log
 
 _OWNER = r"(\d+)\.([0-9a-f]{8})\."
 _RANDOM = r"[a-z0-9_]+"
@@ -110,41 +105,3 @@ def _remove(path: str, side_suffixes: tuple[str, ...]) -> bool:
     except OSError as exc:
         log.warning("cannot remove leftover %s: %s", path, exc.strerror)
         return False
-
-
-def directory_size(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
-@dataclass(frozen=True)
-class KeptCopy:
-    """A copy a restore kept on purpose: where it is, how big, and a stamp
-    that sorts oldest first."""
-
-    name: str
-    size: int
-    stamp: str
-
-
-def keep_newest(copies: list[KeptCopy], keep: int | None, remove: Callable[[KeptCopy], None],
-                what: str) -> list[KeptCopy]:
-    """List the kept copies (oldest first) with their size; with keep, remove
-    all but the newest keep of them first."""
-    copies = sorted(copies, key=lambda copy: (copy.stamp, copy.name))
-    if keep is not None and len(copies) > keep:
-        excess, copies = copies[:len(copies) - keep], copies[len(copies) - keep:]
-        for copy in excess:
-            remove(copy)
-            log.info("removed %s %s (%s): --keep-old-copies %d", what, copy.name,
-                     human_bytes(copy.size), keep)
-    for copy in copies:
-        log.info("kept %s: %s (%s)", what, copy.name, human_bytes(copy.size))
-    if copies and keep is None:
-        log.info("in all %d kept, %s (--keep-old-copies N keeps only the newest N)", len(copies),
-                 human_bytes(sum(copy.size for copy in copies)))
-    return copies

@@ -34,6 +34,11 @@ from .log import log
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
 STDERR_LINES_KEPT = 40
+# How long a child may take, in seconds - every limit in one place.
+QUICK_TIMEOUT = 30.0      # a version query; reaping a killed child
+COMMAND_TIMEOUT = 300.0   # run()'s default: occ, psql control queries, systemctl, btrfs
+LONG_TIMEOUT = 600.0      # work on a whole database file (sqlite3 .backup, integrity_check)
+DRAIN_TIMEOUT = 5.0       # the stderr reader's last lines once the child has ended
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -130,7 +135,7 @@ class Child:
         self.label = label or os.path.basename(argv[0])
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         with _starting_child():
-            self.proc = _spawn(argv, stdin=stdin, stdout=stdout, env_extra=env_extra,
+            self._proc = _spawn(argv, stdin=stdin, stdout=stdout, env_extra=env_extra,
                                pass_fds=pass_fds, run_as=run_as, cwd=cwd)
             self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
             self._drainer.start()
@@ -139,35 +144,61 @@ class Child:
             _raise_held()
 
     def _drain_stderr(self) -> None:
-        for raw in self.proc.stderr:
+        for raw in self._proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
                 self.stderr_lines.append(line)
                 log.debug("%s: %s", self.label, line)
-        self.proc.stderr.close()
+        self._proc.stderr.close()
 
     @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def stdin_fd(self) -> int:
+        """Our end of the child's stdin pipe (stdin=subprocess.PIPE)."""
+        return self._proc.stdin.fileno()
+
+    @property
+    def stdout_fd(self) -> int:
+        """Our end of the child's stdout pipe (stdout=subprocess.PIPE)."""
+        return self._proc.stdout.fileno()
+
+    def close_stdin(self) -> None:
+        """End of input: the child sees EOF."""
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+
+    def close_stdout(self) -> None:
+        """Our copy of the child's stdout pipe, once it is handed to another
+        child: that one alone reads it, and sees EOF when this child ends."""
+        with contextlib.suppress(OSError):
+            self._proc.stdout.close()
+
+    def poll(self) -> int | None:
+        """The exit code if the child has ended, else None."""
+        return self._proc.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the child was waited for (negative: killed by that signal)."""
+        return self._proc.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        code = self.proc.wait(timeout)
-        self._drainer.join(5)
+        code = self._proc.wait(timeout)
+        self._drainer.join(DRAIN_TIMEOUT)
         return code
 
     def kill(self) -> None:
         """Kill the child's whole process group and reap it."""
-        if self.proc.poll() is None:
-            _kill_group(self.proc.pid)
+        if self._proc.poll() is None:
+            _kill_group(self._proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.wait(30)
+            self.wait(QUICK_TIMEOUT)
 
     def stderr_text(self) -> str:
         return "\n".join(self.stderr_lines)
 
     def failure(self, code: int | None = None) -> str:
         """One line: how the child ended and the last thing it said."""
-        code = self.proc.returncode if code is None else code
+        code = self._proc.returncode if code is None else code
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
         last = telling_line(self.stderr_lines)
         return f"{self.label} {how}" + (f": {last}" if last else "")
@@ -177,7 +208,7 @@ class Child:
 
     def __exit__(self, *exc):
         self.kill()
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
@@ -207,14 +238,15 @@ class Completed:
         return telling_line((self.stderr or self.stdout).splitlines())
 
 
-def run(argv, *, input: str | bytes | None = None, timeout: float | None = None,
+def run(argv, *, input: str | bytes | None = None, timeout: float | None = COMMAND_TIMEOUT,
         env_extra: dict | None = None, run_as: RunAs | None = None,
         cwd: str | None = None, pass_fds=()) -> Completed:
     """Run a short command to completion and capture its output.
 
     Never raises for a non-zero exit: the caller decides what a code means.
-    A timeout kills the command's process group and raises UnavailableError;
-    a cancel kills it too and goes on as Cancelled.
+    A timeout (timeout=None: none, for work that takes as long as the data)
+    kills the command's process group and raises UnavailableError; a cancel
+    kills it too and goes on as Cancelled.
     """
     data = input.encode() if isinstance(input, str) else input
     with _starting_child():
@@ -237,7 +269,7 @@ def _end(proc: subprocess.Popen) -> None:
     """Kill a command's process group, reap it, close our ends of its pipes."""
     _kill_group(proc.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(30)
+        proc.wait(QUICK_TIMEOUT)
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             with contextlib.suppress(OSError):

@@ -16,8 +16,9 @@ from .engines import Engine, RestoreOptions, get_engine
 from .errors import DataError, DbpipeError
 from .files import atomic_write, write_received
 from .bareos import BareosJob
-from .leftovers import keep_newest
-from .log import human_bytes, log
+from .kept import keep_newest
+from .log import log
+from .progress import human_bytes
 from .process import no_return_scope
 from .safety import SafetyDumps
 from .stream import Header, Trailer

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from . import records, stamps
 from .errors import CantCreateError, ConfigError, TempFailure
 from .files import publish, state_root, temporary_beside
-from .leftovers import KeptCopy
+from .kept import KeptCopy
 from .log import log
 from .target import Target
 

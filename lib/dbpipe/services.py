@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import UnavailableError
 from .log import log
-from .process import find_tool, run
+from .process import COMMAND_TIMEOUT, find_tool, run
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 
@@ -24,10 +24,10 @@ SYSTEMD_RUNNING = "/run/systemd/system"
 class ServiceManager:
     program: str
     style: str           # systemctl | service
-    timeout: float = 300.0
+    timeout: float = COMMAND_TIMEOUT
 
     @classmethod
-    def detect(cls, program: str | None = None, timeout: float = 300.0) -> "ServiceManager":
+    def detect(cls, program: str | None = None, timeout: float = COMMAND_TIMEOUT) -> "ServiceManager":
         if program:
             style = "service" if os.path.basename(program) == "service" else "systemctl"
             return cls(program, style, timeout)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import Cancelled, DataError, IOFailure, NoInputError
-from .log import Progress
+from .progress import Progress
 from .stream import Header, StreamVerifier, StreamWriter, Trailer, write_all
 
 CHUNK = 1 << 20

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from dbpipe.errors import IOFailure
-from dbpipe.log import Progress
+from dbpipe.progress import Progress
 from dbpipe.stream import Header, StreamWriter
 from dbpipe.transfer import PipeTee, copy_dump, enlarge_pipe
 

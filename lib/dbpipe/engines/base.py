@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from ..credentials import private_directory
 from ..files import write_received
 from ..errors import DataError, DbpipeError, UnavailableError, UsageError
-from ..leftovers import KeptCopy
+from ..kept import KeptCopy
 from ..log import log
 from ..process import Child, RunAs
 from ..stream import Trailer, write_all
 from ..target import Target
 from ..transfer import Pump
+from .rows import RowSource
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs every command ~5 ms to import; annotations are never evaluated
@@ -172,10 +173,14 @@ class Engine(abc.ABC):
     def table_rows(self, target: Target) -> dict[str, int]:
         """Row count of every table, for sanity checks."""
 
+    @abc.abstractmethod
+    def rows(self, target: Target) -> RowSource:
+        """Target's rows in the one dialect of rows.py (the DAV reader's); close() it after use."""
+
 
 def feed_child(child: Child):
     """A sink writing into the child's stdin."""
-    stdin = child.proc.stdin.fileno()
+    stdin = child.stdin_fd
 
     def sink(data) -> None:
         write_all(stdin, data)
@@ -193,8 +198,7 @@ def loader(argv, *, label, env_extra=None, pass_fds=(), run_as=None) -> Iterator
 
 def finish_load(child: Child, pump: Pump) -> None:
     """Close the client's input and require that it loaded everything."""
-    with contextlib.suppress(OSError):
-        child.proc.stdin.close()
+    child.close_stdin()
     code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"the dump could not be loaded: {child.failure(code)}")

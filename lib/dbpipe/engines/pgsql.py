@@ -10,6 +10,7 @@ as the database owner; no superuser needed.
 from __future__ import annotations
 
 import contextlib
+import json
 import pwd
 import re
 import secrets
@@ -22,13 +23,13 @@ from ..process import Child, RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
+from .rows import PARAMETER, RowSource, blobs_to_bytes, group
 from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult,
                    check_engine, feed_child, finish_load, loader, spooled)
 
 VERSION_MISMATCH = re.compile(r"server version: ([0-9.]+\S*); (\w+) version: ([0-9.]+\S*)")
 COMPLETE_MARKERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
 MAINTENANCE_DATABASES = ("postgres", "template1")
-CONTROL_TIMEOUT = 300
 HARMLESS_CLUSTER_ERRORS = re.compile(r'role ".*" already exists|current user cannot be dropped')
 
 # Runs first inside the restore transaction: empty the database as its owner,
@@ -431,7 +432,7 @@ class PgsqlEngine(Engine):
                  *connection_args(target), f"--dbname={conninfo(database)}"]
                 + [f"--set={key}={value}" for key, value in variables.items()])
         with pgpass_environment(target.password) as env:
-            result = run(argv, input=sql, env_extra=env, timeout=CONTROL_TIMEOUT, run_as=client_account(target))
+            result = run(argv, input=sql, env_extra=env, run_as=client_account(target))
         if result.code != 0:
             raise self.classify(f"psql: {result.last_error_line()}", result.stderr)
         return result.stdout.strip()
@@ -494,7 +495,7 @@ class PgsqlEngine(Engine):
             try:
                 finish_load(child, pump)
             except DataError as exc:
-                if child.proc.returncode == PSQL_SCRIPT_ERROR:
+                if child.returncode == PSQL_SCRIPT_ERROR:
                     live.reverted()
                 raise self._load_failure(target, child, exc) from None
         return trailer
@@ -528,7 +529,7 @@ class PgsqlEngine(Engine):
             argv = [_tool("psql"), "-X", "-q", *connection_args(target),
                     f"--dbname={conninfo(target.database or 'postgres')}", f"--file={spool}"]
             with pgpass_environment(target.password) as env:
-                result = run(argv, env_extra=env)
+                result = run(argv, env_extra=env, timeout=None)  # as long as the cluster takes
         errors = [line for line in result.stderr.splitlines()
                   if "ERROR:" in line and not HARMLESS_CLUSTER_ERRORS.search(line)]
         if result.code != 0 or errors:
@@ -568,3 +569,61 @@ class PgsqlEngine(Engine):
         \gexec"""
         rows = self.query(target, sql, target.database)
         return {name: int(count) for name, count in (line.rsplit("|", 1) for line in rows.splitlines() if line)}
+
+    def rows(self, target: Target) -> RowSource:
+        return PgsqlRows(self, target)
+
+
+class PgsqlRows(RowSource):
+    """Through psql (no driver to vendor): one JSON object per row, so any
+    text survives; bytea arrives in hex."""
+
+    SETUP = "SET client_encoding TO 'UTF8';\nSET bytea_output TO 'hex';\n"
+    SEPARATOR = "--dbpipe-next-result--"
+
+    def __init__(self, engine: PgsqlEngine, target: Target):
+        self.engine, self.target = engine, target
+
+    def batch(self, queries):
+        """All queries in one psql run, results separated by a marker line."""
+        params = {key: str(value) for _, p, _ in queries for key, value in (p or {}).items()}
+        selects = [f"SELECT row_to_json(q) FROM ({_psql_parameters(sql)}) AS q;\n" for sql, _, _ in queries]
+        script = self.SETUP + f"\\echo {self.SEPARATOR}\n".join(selects)
+        output = self.engine.query(self.target, script, self.target.database, **params)
+        results: list[list[dict]] = [[]]
+        for line in output.splitlines():
+            if line == self.SEPARATOR:
+                results.append([])
+            elif line.strip():
+                results[-1].append(json.loads(line))
+        if len(results) != len(queries):
+            raise DataError("unexpected output from psql while reading the scratch database")
+        return [[self._blobs(row, blobs) for row in rows]
+                for rows, (_, _, blobs) in zip(results, queries, strict=True)]
+
+    def rows(self, sql, params=None, blobs=()):
+        return self.batch([(sql, params or {}, blobs)])[0]
+
+    @staticmethod
+    def _blobs(row: dict, blobs) -> dict:
+        for name in blobs:
+            value = row.get(name)
+            if isinstance(value, str) and value.startswith("\\x"):
+                row[name] = bytes.fromhex(value[2:])
+        return blobs_to_bytes(row, blobs)
+
+    def columns(self):
+        found = self.rows(
+            "SELECT table_name AS t, column_name AS c FROM information_schema.columns "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+        return group((row["t"], row["c"]) for row in found)
+
+
+def _psql_parameters(sql: str) -> str:
+    """:name becomes :'name', psql's quoted interpolation of a --set variable."""
+    return PARAMETER.sub(r":'\1'", sql)
+
+
+def _psql_parameters(sql: str) -> str:
+    """:name becomes :'name', psql's quoted interpolation of a --set variable."""
+    return PARAMETER.sub(r":'\1'", sql)

@@ -18,12 +18,13 @@ from .. import stamps
 from ..credentials import private_directory
 from ..errors import DataError, NoInputError, PermissionDenied, UsageError
 from ..files import fsync_directory, temporary_beside
-from ..leftovers import KeptCopy
+from ..kept import KeptCopy
 from ..log import log
-from ..process import RunAs, find_tool, point_of_no_return, run
+from ..process import LONG_TIMEOUT, QUICK_TIMEOUT, RunAs, find_tool, point_of_no_return, run
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
+from .rows import RowSource, blobs_to_bytes, group
 from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, RestoreOptions, RestoreResult, check_engine,
                    feed_child, finish_load, loader)
 
@@ -58,7 +59,7 @@ class SqliteEngine(Engine):
         return tail.endswith(b"COMMIT;\n") and ERROR_MARKER not in tail
 
     def server_version(self, target: Target, head: bytes) -> str:
-        result = run([_tool(), "--version"], timeout=30)
+        result = run([_tool(), "--version"], timeout=QUICK_TIMEOUT)
         return result.stdout.split()[0] if result.code == 0 and result.stdout else "unknown"
 
     # --- restore ----------------------------------------------------------
@@ -114,7 +115,7 @@ class SqliteEngine(Engine):
 
     def _sql(self, path: str, statement: str, owner: RunAs | None, readonly=False) -> str:
         argv = [_tool(), "-bail"] + (["-readonly"] if readonly else []) + [path, statement]
-        result = run(argv, run_as=owner, timeout=600)
+        result = run(argv, run_as=owner, timeout=LONG_TIMEOUT)
         if result.code != 0:
             raise DataError(f"sqlite3 {statement.split()[0]} on {path} failed: "
                             f"{result.last_error_line()}")
@@ -150,13 +151,39 @@ class SqliteEngine(Engine):
         return self._load(scratch.database, pump, None)
 
     def table_rows(self, target: Target) -> dict[str, int]:
-        uri = "file:" + urllib.parse.quote(target.database) + "?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        with contextlib.closing(read_only(target.database)) as conn:
             names = [row[0] for row in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table' "
                 "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
             return {name: conn.execute(f'SELECT count(*) FROM "{name.replace(chr(34), chr(34) * 2)}"')
                     .fetchone()[0] for name in names}
+
+    def rows(self, target: Target) -> RowSource:
+        return SqliteRows(target.database)
+
+
+def read_only(path: str) -> sqlite3.Connection:
+    """A connection that cannot change the database file, nor create it."""
+    return sqlite3.connect("file:" + urllib.parse.quote(path) + "?mode=ro", uri=True)
+
+
+class SqliteRows(RowSource):
+    def __init__(self, path: str):
+        self.conn = read_only(path)
+
+    def rows(self, sql, params=None, blobs=()):
+        cursor = self.conn.execute(sql, params or {})
+        names = [column[0] for column in cursor.description]
+        return [blobs_to_bytes(dict(zip(names, row, strict=False)), blobs) for row in cursor.fetchall()]
+
+    def columns(self):
+        found = self.conn.execute(
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p "
+            "WHERE m.type = 'table'").fetchall()
+        return group(found)
+
+    def close(self):
+        self.conn.close()
 
 
 def _dot_command_quote(value: str) -> str:

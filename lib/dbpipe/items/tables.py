@@ -5,22 +5,20 @@ The tables (``<prefix>calendars``, ``calendarobjects``, ``addressbooks``,
 the years (calendartype in 14, cards.uid in 15, the trash bin's deleted_at in
 22), so every query is built from the columns the dump really has.
 
-One SQL dialect serves all engines: identifiers in double quotes (MariaDB
-gets ANSI_QUOTES), parameters written as ``:name``.  calendardata/carddata
-are blobs and come back as the exact stored bytes.
+One SQL dialect serves all engines (engines/rows.py): identifiers in double
+quotes, parameters written as ``:name``.  calendardata/carddata are blobs and
+come back as the exact stored bytes.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import dataclasses
-import json
 import re
-import sqlite3
-import urllib.parse
 from dataclasses import dataclass
 
+from ..engines import get_engine
+from ..engines.rows import RowSource
 from ..errors import DataError, NoInputError, UsageError
 from ..target import Target
 from .ical import property_value
@@ -29,7 +27,6 @@ from .model import (ADDRESSBOOK, CALENDAR, PRINCIPAL_PREFIX, Collection, Item, p
 
 DAV_TABLES = ("calendars", "calendarobjects", "addressbooks", "cards")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]*")
-PARAMETER = re.compile(r":([a-z_]+)")
 CALENDAR_TYPE_CALENDAR = 0          # calendartype 1: objects of a subscription
 MAX_NAMES_SHOWN = 20
 
@@ -41,158 +38,8 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-class RowSource(abc.ABC):
-    """Runs a SELECT on the scratch database and returns its rows as dicts."""
-
-    @abc.abstractmethod
-    def rows(self, sql: str, params: dict | None = None, blobs: tuple = ()) -> list[dict]:
-        """Rows of sql; columns named in blobs come back as bytes."""
-
-    def batch(self, queries: list[tuple[str, dict, tuple]]) -> list[list[dict]]:
-        """Several (sql, params, blobs) queries; one round trip where that is cheaper."""
-        return [self.rows(sql, params, blobs) for sql, params, blobs in queries]
-
-    @abc.abstractmethod
-    def columns(self) -> dict[str, frozenset[str]]:
-        """Every table of the database with its column names."""
-
-    def close(self) -> None:  # noqa: B027 - most sources hold nothing to close
-        pass
-
-
-def _as_bytes(value) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    return str(value).encode("utf-8")
-
-
-class SqliteRows(RowSource):
-    def __init__(self, path: str):
-        uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
-        self.conn = sqlite3.connect(uri, uri=True)
-
-    def rows(self, sql, params=None, blobs=()):
-        cursor = self.conn.execute(sql, params or {})
-        names = [column[0] for column in cursor.description]
-        return [_blobs_to_bytes(dict(zip(names, row, strict=False)), blobs) for row in cursor.fetchall()]
-
-    def columns(self):
-        found = self.conn.execute(
-            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p "
-            "WHERE m.type = 'table'").fetchall()
-        return _group(found)
-
-    def close(self):
-        self.conn.close()
-
-
-class MysqlRows(RowSource):
-    def __init__(self, target: Target):
-        from ..engines.mysql import MysqlEngine
-        self._context = MysqlEngine().connect(target, target.database)
-        self.conn = self._context.__enter__()
-        try:
-            self._execute("SET SESSION sql_mode = 'ANSI_QUOTES'")   # "name" quotes identifiers
-        except BaseException:
-            self.close()
-            raise
-
-    def _execute(self, sql, params=None):
-        import pymysql
-        from ..engines.mysql import mysql_error
-        try:
-            with self.conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                names = [column[0] for column in cursor.description or ()]
-                return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
-        except pymysql.err.MySQLError as exc:
-            raise mysql_error(exc, "reading the scratch database failed") from None
-
-    def rows(self, sql, params=None, blobs=()):
-        sql = PARAMETER.sub(r"%(\1)s", sql)
-        return [_blobs_to_bytes(row, blobs) for row in self._execute(sql, params or {})]
-
-    def columns(self):
-        found = self._execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                              "WHERE TABLE_SCHEMA = DATABASE()")
-        return _group((row["TABLE_NAME"], row["COLUMN_NAME"]) for row in found)
-
-    def close(self):
-        self._context.__exit__(None, None, None)
-
-
-class PgsqlRows(RowSource):
-    """Through psql (no driver to vendor): one JSON object per row, so any
-    text survives; bytea arrives in hex."""
-
-    SETUP = "SET client_encoding TO 'UTF8';\nSET bytea_output TO 'hex';\n"
-    SEPARATOR = "--dbpipe-next-result--"
-
-    def __init__(self, target: Target):
-        from ..engines.pgsql import PgsqlEngine
-        self.engine, self.target = PgsqlEngine(), target
-
-    def batch(self, queries):
-        """All queries in one psql run, results separated by a marker line."""
-        params = {key: str(value) for _, p, _ in queries for key, value in (p or {}).items()}
-        selects = [f"SELECT row_to_json(q) FROM ({_psql_parameters(sql)}) AS q;\n" for sql, _, _ in queries]
-        script = self.SETUP + f"\\echo {self.SEPARATOR}\n".join(selects)
-        output = self.engine.query(self.target, script, self.target.database, **params)
-        results: list[list[dict]] = [[]]
-        for line in output.splitlines():
-            if line == self.SEPARATOR:
-                results.append([])
-            elif line.strip():
-                results[-1].append(json.loads(line))
-        if len(results) != len(queries):
-            raise DataError("unexpected output from psql while reading the scratch database")
-        return [[self._blobs(row, blobs) for row in rows]
-                for rows, (_, _, blobs) in zip(results, queries, strict=True)]
-
-    def rows(self, sql, params=None, blobs=()):
-        return self.batch([(sql, params or {}, blobs)])[0]
-
-    @staticmethod
-    def _blobs(row: dict, blobs) -> dict:
-        for name in blobs:
-            value = row.get(name)
-            if isinstance(value, str) and value.startswith("\\x"):
-                row[name] = bytes.fromhex(value[2:])
-        return _blobs_to_bytes(row, blobs)
-
-    def columns(self):
-        found = self.rows(
-            "SELECT table_name AS t, column_name AS c FROM information_schema.columns "
-            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
-        return _group((row["t"], row["c"]) for row in found)
-
-
-def _psql_parameters(sql: str) -> str:
-    """:name becomes :'name', psql's quoted interpolation of a --set variable."""
-    return PARAMETER.sub(r":'\1'", sql)
-
-
-def _blobs_to_bytes(row: dict, blobs) -> dict:
-    for name in blobs:
-        row[name] = _as_bytes(row.get(name))
-    return row
-
-
-def _group(pairs) -> dict[str, frozenset[str]]:
-    tables: dict[str, set[str]] = {}
-    for table, column in pairs:
-        tables.setdefault(table, set()).add(column)
-    return {table: frozenset(columns) for table, columns in tables.items()}
-
-
 def open_rows(target: Target) -> RowSource:
-    if target.type == "sqlite":
-        return SqliteRows(target.database)
-    if target.type == "mysql":
-        return MysqlRows(target)
-    return PgsqlRows(target)
+    return get_engine(target.type).rows(target)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from ..engines import RestoreOptions
 from ..bareos import BareosJob, JobLog
 from ..errors import ConfigError, DataError, DbpipeError, NoInputError, UnavailableError, UsageError
 from ..files import open_input
-from ..log import human_bytes, log
+from ..log import log
+from ..progress import human_bytes
 from ..restore import restore
 from ..target import Target
 from . import restored, snapshot_backup

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from ..errors import DbpipeError, PermissionDenied, UnavailableError
 from ..log import log
-from ..process import Completed, run
+from ..process import COMMAND_TIMEOUT, Completed, run
 from .installation import Installation, php_environment
 
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = COMMAND_TIMEOUT  # --command-timeout
 # never prompt in a job; keep global warnings out of the JSON we parse
 GLOBAL_OPTIONS = ("--no-interaction", "--no-warnings")
 _SYMFONY_HEADER = re.compile(r"^In \S+ line \d+:$")

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from ..bareos import BareosJob
 from ..dump import dump_to_file
 from ..errors import DbpipeError, NoInputError
-from ..log import human_bytes, log
+from ..log import log
+from ..progress import human_bytes
 from ..snapshot import view
 from ..snapshot.record import RecordStore, SnapshotRecord
 from ..target import Target

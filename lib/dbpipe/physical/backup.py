@@ -21,7 +21,8 @@ from ..engines.mysql import MysqlEngine
 from ..errors import DataError, NoInputError
 from ..files import sync_if_file
 from ..bareos import BareosJob, is_job_id
-from ..log import Progress, human_bytes, log
+from ..log import log
+from ..progress import Progress, human_bytes
 from ..process import Child
 from ..safety import refuse_dump
 from ..stream import StreamWriter
@@ -122,7 +123,7 @@ def _stream(target: Target, out_fd: int, request: BackupRequest, facts: ServerFa
                 Child(command.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                       pass_fds=command.pass_fds, cwd=work) as child:
             writer = StreamWriter(out_fd, stream_header())
-            copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("backup"))
+            copied = copy_dump(child.stdout_fd, writer, Progress("backup"))
             code = child.wait()
         if code != 0:
             raise MysqlEngine().classify(child.failure(code), child.stderr_text())

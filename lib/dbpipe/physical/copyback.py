@@ -37,7 +37,7 @@ from .. import stamps
 from ..engines import LiveChange
 from ..errors import Cancelled, CantCreateError, DbpipeError, UnavailableError, UsageError
 from ..files import fsync_directory
-from ..leftovers import KeptCopy, directory_size, keep_newest
+from ..kept import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import Child
 from ..services import Service

@@ -29,7 +29,8 @@ import os
 import struct
 from dataclasses import dataclass
 
-import pymysql
+from ..engines.mysql import mysql_errors
+from ..errors import DbpipeError
 
 ARIA_CONTROL = "aria_log_control"
 ARIA_MAGIC = b"\xfe\xfe\x0c"
@@ -76,9 +77,10 @@ def difference(old: Instance, new: Instance) -> str:
 def _variable(cur, name: str) -> str:
     """A server variable, '' where this server has none (MySQL: no Aria)."""
     try:
-        cur.execute(f"SELECT @@{name}")
-        value = cur.fetchone()[0]
-    except pymysql.err.MySQLError:
+        with mysql_errors(f"no @@{name}"):
+            cur.execute(f"SELECT @@{name}")
+            value = cur.fetchone()[0]
+    except DbpipeError:
         return ""
     return value.decode() if isinstance(value, bytes) else str(value or "")
 

@@ -21,7 +21,8 @@ from .. import records
 from ..credentials import private_directory
 from ..errors import CantCreateError, DataError, NoInputError, UnavailableError
 from ..leftovers import owned_pattern
-from ..log import Progress, log
+from ..log import log
+from ..progress import Progress
 from ..process import Child
 from ..stream import write_all
 from ..transfer import Pump
@@ -135,9 +136,8 @@ def extract(stored: StoredPiece, destination: str, tools: Tools) -> None:
             tools.extract_argv(destination), stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL) as child:
         pump = Pump(handle.fileno(), stored.path)
-        pump.run(_payload_sink(child.proc.stdin.fileno(), stored))
-        with contextlib.suppress(OSError):
-            child.proc.stdin.close()
+        pump.run(_payload_sink(child.stdin_fd, stored))
+        child.close_stdin()
         code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"cannot extract {stored.path}: {child.failure(code)}")

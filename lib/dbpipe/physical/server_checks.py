@@ -14,9 +14,7 @@ import os
 import re
 import time
 
-import pymysql
-
-from ..engines.mysql import MysqlEngine, mysql_error, quote
+from ..engines.mysql import MysqlEngine, mysql_errors, quote
 from ..errors import DataError, DbpipeError, UnavailableError
 from ..log import log
 from ..target import Target
@@ -78,32 +76,24 @@ def expected_schemas(prepared: str) -> set[str]:
 
 def check_databases(target: Target, prepared: str) -> None:
     """Every database of the backup is there and every table opens."""
-    with MysqlEngine().connect(target) as conn:
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SHOW DATABASES")
-                present = {row[0] for row in cur.fetchall()}
-                missing = sorted(expected_schemas(prepared) - present)
-                if missing:
-                    raise DataError(f"databases missing after the restore: {', '.join(missing)}")
-                cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
-                            "WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN %s",
-                            (SYSTEM_SCHEMAS,))
-                tables = cur.fetchall()
-                for schema, table in tables:
-                    _open_table(cur, schema, table)
-        except pymysql.err.MySQLError as exc:
-            raise mysql_error(exc, "cannot check the restored databases") from None
+    with MysqlEngine().cursor(target, "cannot check the restored databases") as cur:
+        cur.execute("SHOW DATABASES")
+        present = {row[0] for row in cur.fetchall()}
+        missing = sorted(expected_schemas(prepared) - present)
+        if missing:
+            raise DataError(f"databases missing after the restore: {', '.join(missing)}")
+        cur.execute("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+                    "WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN %s", (SYSTEM_SCHEMAS,))
+        tables = cur.fetchall()
+        for schema, table in tables:
+            _open_table(cur, schema, table)
     log.info("server answers: %d databases, %d tables readable", len(present), len(tables))
 
 
 def _open_table(cur, schema: str, table: str) -> None:
-    try:
+    with mysql_errors(f"table {schema}.{table} is unreadable after the restore", DataError):
         cur.execute(f"SELECT 1 FROM {quote(schema)}.{quote(table)} LIMIT 1")
         cur.fetchall()
-    except pymysql.err.MySQLError as exc:
-        raise DataError(f"table {schema}.{table} is unreadable after the restore: "
-                        f"{exc.args[1] if len(exc.args) > 1 else exc}") from None
 
 
 def best_effort(what: str, action) -> bool:

@@ -14,7 +14,8 @@ import os
 from ..errors import CantCreateError, DataError, DbpipeError
 from ..files import publish, temporary_beside, write_received
 from ..bareos import BareosJob
-from ..log import human_bytes, log
+from ..log import log
+from ..progress import human_bytes
 from ..transfer import Pump
 from .piece import Piece, StoredPiece, read_stored, stream_header
 

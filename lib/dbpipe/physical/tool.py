@@ -12,11 +12,9 @@ import os
 import re
 from dataclasses import dataclass
 
-import pymysql
-
 from ..credentials import mysql_option_args, mysql_option_memfd
 from ..engines.base import DumpCommand
-from ..engines.mysql import MysqlEngine, connection_args, mysql_error
+from ..engines.mysql import MysqlEngine, connection_args
 from ..process import find_tool
 from ..target import Target
 from .identity import read_instance
@@ -103,16 +101,12 @@ class ServerFacts:
 def server_facts(target: Target) -> ServerFacts:
     """Who the server is and how far its redo log has come (needs PROCESS, which
     mariabackup needs anyway)."""
-    with MysqlEngine().connect(target) as conn:
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@hostname, @@datadir, @@port, @@version")
-                hostname, datadir, port, version = cur.fetchone()
-                cur.execute("SHOW ENGINE INNODB STATUS")
-                status = cur.fetchone()[2]
-                instance = read_instance(cur, datadir)
-        except pymysql.err.MySQLError as exc:
-            raise mysql_error(exc, "cannot read the server's facts") from None
+    with MysqlEngine().cursor(target, "cannot read the server's facts") as cur:
+        cur.execute("SELECT @@hostname, @@datadir, @@port, @@version")
+        hostname, datadir, port, version = cur.fetchone()
+        cur.execute("SHOW ENGINE INNODB STATUS")
+        status = cur.fetchone()[2]
+        instance = read_instance(cur, datadir)
     found = LSN_LINE.search(status)
     identity = ServerIdentity(hostname, os.path.normpath(datadir), int(port), version,
                               instance.instance_id, instance.redo_log_start)

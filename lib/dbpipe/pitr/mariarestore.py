@@ -190,7 +190,7 @@ def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position
         os.chown(rundir, owner.uid, owner.gid)
     server, sock = _server_argv(new, owner)
     with Child(server, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as trial:
-        _wait_answering(sock, trial.proc.poll, rundir, request.timeout)
+        _wait_answering(sock, trial.poll, rundir, request.timeout)
         _replay(request.target, [spool.path(n) for n in logs], position, sock)
         run([find_tool("mariadb-admin", "mysqladmin"), "--no-defaults", f"--socket={sock}", "-uroot",
              "shutdown"], timeout=300)
@@ -225,8 +225,8 @@ def _replay(target: RecoveryTarget, paths: list[str], position: int, sock: str) 
         reader.append(f"--stop-datetime={stop.strftime('%Y-%m-%d %H:%M:%S')}")
     loader = [find_tool("mariadb", "mysql"), "--no-defaults", f"--socket={sock}", "-uroot", "--binary-mode"]
     with Child(reader + paths, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as source, \
-            Child(loader, stdin=source.proc.stdout, stdout=subprocess.DEVNULL) as sink:
-        source.proc.stdout.close()
+            Child(loader, stdin=source.stdout_fd, stdout=subprocess.DEVNULL) as sink:
+        source.close_stdout()
         loaded, read = sink.wait(), source.wait()
     if read != 0:
         raise DataError(f"replaying the binary logs failed: {source.failure(read)}")

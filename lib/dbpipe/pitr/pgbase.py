@@ -22,7 +22,8 @@ from ..credentials import pgpass_environment
 from ..engines.pgsql import PgsqlEngine, connection_args
 from ..errors import CantCreateError, DataError, DbpipeError, NoInputError
 from ..files import fsync_directory, sync_if_file, temporary_beside, write_received
-from ..log import Progress, human_bytes, log
+from ..log import log
+from ..progress import Progress, human_bytes
 from ..process import Child, find_tool
 from ..stream import HEADER_PREFIX, MAX_HEADER, MAX_TRAILER, TRAILER_START, Header, StreamWriter, Trailer
 from ..target import Target
@@ -87,7 +88,7 @@ def backup(target: Target, out_fd: int, job: BareosJob) -> Base:
             Child(backup_argv(target), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                   env_extra=env) as child:
         writer = StreamWriter(out_fd, stream_header())
-        copied = copy_dump(child.proc.stdout.fileno(), writer, Progress("base backup"))
+        copied = copy_dump(child.stdout_fd, writer, Progress("base backup"))
         code = child.wait()
     if code != 0:
         raise PgsqlEngine().classify(child.failure(code), child.stderr_text())

@@ -172,12 +172,11 @@ def extract(plan: Plan, destination: str, owner: RunAs | None) -> None:
             position["at"] = at + len(data)
             low, high = max(start - at, 0), min(end - at, len(data))
             if low < high:
-                write_all(child.proc.stdin.fileno(), data[low:high])
+                write_all(child.stdin_fd, data[low:high])
 
         pump = Pump(handle.fileno(), stored.path)
         pump.run(sink)
-        with contextlib.suppress(OSError):
-            child.proc.stdin.close()
+        child.close_stdin()
         code = child.wait()
     if code != 0 or pump.sink_error is not None:
         raise DataError(f"cannot extract {stored.path}: {child.failure(code)}")
