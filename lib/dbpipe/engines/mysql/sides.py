@@ -22,7 +22,7 @@ from .sql import execute, quote
 
 MAX_NAME = 64
 SCRATCH = re.compile(r"^dbpipe_verify_[0-9a-f]{8}$")
-SIDE = "__dbpipe_"               # + role ('new': staging, 'old': kept) + "_" + stamp + "_" + 8 hex
+SIDE = "__dbpipe_"               # + role ('new': staging, 'old': kept) + "_" + stamp + "_" + 10 hex
 HASH_LENGTH = 8
 
 
@@ -32,13 +32,13 @@ def _name_hash(database: str) -> str:
 
 def side_name(database: str, role: str) -> str:
     """A database name beside `database` for staging ('new') or keeping ('old')
-    data.  The 8 hex digits: the second's fraction in 1/65536ths (names made
-    within one second still sort by age), then a random part (two restores
+    data.  The 10 hex digits: the second's fraction in 1/65536ths (names made
+    within one second still sort by age), then 24 random bits (two restores
     started in the same instant never share a name).  A database name too long
     to fit whole is cut and followed by a hash of the whole name, so the side
     databases of two names with a long common start never mix."""
     now = time.time()
-    suffix = f"{SIDE}{role}_{stamps.for_name(now)}_{int(now % 1 * 65536):04x}{secrets.token_hex(2)}"
+    suffix = f"{SIDE}{role}_{stamps.for_name(now)}_{int(now % 1 * 65536):04x}{secrets.token_hex(3)}"
     if len(database) + len(suffix) <= MAX_NAME:
         return database + suffix
     tag = "_" + _name_hash(database)
@@ -57,7 +57,7 @@ class SideNames:
         shortest = MAX_NAME - len(side_name("", role)) - 1 - HASH_LENGTH
         self.like = _like_literal(database[:shortest]) + "%" + _like_literal(f"{SIDE}{role}_") + "%"
         # any case: with lower_case_table_names=1 the server keeps the name lowercased
-        self.regex = re.compile(rf"^(.*?){SIDE}{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{8}}|[0-9a-f]{{4}})"
+        self.regex = re.compile(rf"^(.*?){SIDE}{role}_{stamps.NAME_PATTERN}_([0-9a-f]{{10}}|[0-9a-f]{{4}})"
                                 rf"(?:_([0-9a-f]{{{HASH_LENGTH}}}))?$", re.IGNORECASE)
 
     def claim(self, names: list[str], others: list[str]) -> list[tuple[str, str]]:
