@@ -215,6 +215,10 @@ class MysqlEngine(Engine):
         finally:
             conn.close()
 
+    def provisioning(self):
+        from . import mysql_provision
+        return mysql_provision
+
     # --- restore ----------------------------------------------------------
     def exists(self, target: Target) -> bool:
         with self.connect(target) as conn:
