@@ -16,6 +16,7 @@ from `restore` to Nextcloud open is printed as the RTO (docs/disaster-recovery.m
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -128,3 +129,27 @@ def test_without_the_administrative_account_one_line_says_what_to_run_then_it_fi
     finally:
         db_server.sql("ALTER USER root@localhost IDENTIFIED VIA unix_socket")
         db_server.admin_password = None
+
+
+@pytest.mark.skipif(not os.environ.get("DBPIPE_RTO_MB"), reason="a measurement: set DBPIPE_RTO_MB=500 to run it")
+def test_rto_with_a_large_database(bed, make_site, db_server, replacement):
+    """The RTO figure of docs/disaster-recovery.md for a database of DBPIPE_RTO_MB megabytes."""
+    megabytes = int(os.environ["DBPIPE_RTO_MB"])
+    site, config, _, files = prepared(make_site, db_server)
+    db_server.sql("CREATE TABLE oc_bulk (id INT PRIMARY KEY, payload LONGTEXT) ENGINE=InnoDB; "
+                  "INSERT INTO oc_bulk WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s "
+                  f"WHERE n < {megabytes}) SELECT n, REPEAT(MD5(n), 32768) FROM s", database=config["dbname"])
+    database = site.db.fingerprint()
+    backup = site.backup()
+    assert backup.ok, backup
+    machine_gone(site, bed)
+    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+
+    started = time.monotonic()
+    result = site.bareos.restore(backup.job_id, "restore-nextcloud", restoreclient=REPLACEMENT)
+    rto = time.monotonic() - started
+
+    assert result.ok, result
+    assert site.db.fingerprint() == database
+    assert not site.install.maintenance
+    print(f"\nRTO (restore to Nextcloud open, {megabytes} MB database): {rto:.1f} s")
