@@ -25,8 +25,9 @@ import time
 import pytest
 
 from .. import servers
-from ..helpers import BARE_PATH, bareos_env
+from ..helpers import BARE_PATH, ROOT, bareos_env
 from ..nextcloud.test_new_machine import owned_by_nextcloud
+from .runbook import HEADER, Runner, blocks
 from .testbed import FileDaemon
 
 REPLACEMENT = "nextcloud-new-fd"
@@ -153,3 +154,51 @@ def test_rto_with_a_large_database(bed, make_site, db_server, replacement):
     assert site.db.fingerprint() == database
     assert not site.install.maintenance
     print(f"\nRTO (restore to Nextcloud open, {megabytes} MB database): {rto:.1f} s")
+
+
+RUNBOOK = ROOT / "docs" / "disaster-recovery.md"
+
+
+def test_the_runbook_as_written(bed, make_site, db_server):
+    """docs/disaster-recovery.md's blocks, in order, on a host the runbook
+    itself sets up (its bareos-fd.d and the director's Client resource
+    from the doc); then the data directory moved as the runbook says."""
+    site, config, database, files = prepared(make_site, db_server)
+    backup = site.backup()
+    assert backup.ok, backup
+    machine_gone(site, bed)
+    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+    workdir = bed.base / "runbook-host"
+    for name in ("state", "tmp", "profiles"):
+        (workdir / name).mkdir(mode=0o700, parents=True)
+    host = FileDaemon("runbook-new-fd", workdir, bareos_env(
+        DBPIPE_SYSLOG_SOCKET=bed.syslog.path, TMPDIR=str(workdir / "tmp"), DBPIPE_CONFIG_DIR=str(workdir / "profiles"),
+        DBPIPE_STATE_DIR=str(workdir / "state"), PATH=f"{bed.shims}:{BARE_PATH}"))
+    moved = bed.base / f"srv-nextcloud-data-{site.label}"
+    runner = Runner(site.bareos, host, {
+        "<new-host>-fd": host.name, "<new password>": host.password, "<new host's address>": "127.0.0.1",
+        "/usr/lib/bareos/plugins": site.bareos.plugin_dir, "/var/www/nextcloud": str(site.install.root),
+        "/srv/nextcloud-data": str(moved)})
+    added = {"client/myself.conf": f'  FD Port = {host.port}\n  FD Address = 127.0.0.1\n'
+                                   f'  Working Directory = "{workdir / "work"}"\n',
+             f"client/{host.name}.conf": f"  FD Port = {host.port}\n"}
+    stock = host.resources(bed.shipped(bed.base / "no-nextcloud"))["messages/Standard.conf"]
+    site.bareos.write_client(host, {"messages/Standard.conf": stock})    # as the bareos-filedaemon package installs it
+    try:
+        for language, text in blocks(RUNBOOK):
+            if HEADER.search(text):
+                runner.write(text, added)
+            elif language == "sh":
+                runner.run(text)
+            if "restoreclient=" in text:
+                restored = site.bareos.job(runner.last_job)
+                assert restored.ok, restored
+                assert site.db.fingerprint() == database
+                assert site.snapshot() == files
+                assert not site.install.maintenance
+    finally:
+        site.data = moved if moved.exists() else site.data
+    assert site.install.config()["datadirectory"] == str(moved)
+    assert (moved / ".ocdata").exists() and not (site.install.root / "data").exists()
+    assert not site.install.maintenance
+    assert site.db.fingerprint() == database

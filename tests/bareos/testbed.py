@@ -314,28 +314,44 @@ class Bareos:
 
     def add_client(self, client: FileDaemon, shipped: ShippedConfig) -> FileDaemon:
         """Start another host's file daemon and tell the director about it."""
-        for rel, text in client.resources(shipped).items():
+        self.write_client(client, client.resources(shipped))
+        self.start_client(client)
+        self.add_resource(f"client/{client.name}.conf", client.client_resource())
+        self.config_test("bareos-dir")
+        self.console("reload")
+        self.wait_client(client)
+        return client
+
+    def write_client(self, client: FileDaemon, resources: dict[str, str]) -> None:
+        """The host's bareos-fd.d: relative path -> content."""
+        for rel, text in resources.items():
             _write(client.conf() / "bareos-fd.d" / rel, text)
         (client.workdir / "work").mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def client_config_test(self, client: FileDaemon) -> None:
         result = subprocess.run([self.sbin("bareos-fd"), "-t", "-c", str(client.conf())], capture_output=True,
                                 text=True, env={"PATH": BARE_PATH}, timeout=60)
         if result.returncode != 0:
-            raise RuntimeError(f"bareos-fd -t for {client.name} failed: {result.stdout}{result.stderr}")
+            raise RuntimeError(f"bareos-fd -t for {client.name}: {result.stdout}{result.stderr}")
+
+    def start_client(self, client: FileDaemon) -> None:
+        """(Re)start the host's file daemon, as systemctl restart bareos-fd does."""
+        self.client_config_test(client)
+        _end(client.proc)
         with open(client.workdir / "fd.out", "wb") as out:
             client.proc = subprocess.Popen([self.sbin("bareos-fd"), "-f", "-c", str(client.conf())],
                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                            env=client.env, cwd=str(client.workdir / "work"),
                                            start_new_session=True)
-        self.clients.append(client)
-        self.add_resource(f"client/{client.name}.conf", client.client_resource())
-        self.config_test("bareos-dir")
-        self.console("reload")
-        deadline = time.monotonic() + 60
+        if client not in self.clients:
+            self.clients.append(client)
+
+    def wait_client(self, client: FileDaemon, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
         while "Daemon started" not in self.console(f"status client={client.name}", timeout=20, check=False):
             if client.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{client.name} did not answer: {(client.workdir / 'fd.out').read_text()}")
             time.sleep(0.3)
-        return client
 
     def stop(self) -> None:
         """Each daemon by its pid, then whatever it left in its process group."""
