@@ -39,7 +39,7 @@ class Runner:
     ports, paths and placeholders to the test bed's."""
 
     bareos: object                     # testbed.Bareos
-    client: object                     # testbed.FileDaemon: the host the runbook sets up
+    client: object                     # testbed.FileDaemon the runbook sets up; None: the Nextcloud host
     substitutions: dict[str, str]
     env: dict = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
@@ -70,24 +70,25 @@ class Runner:
 
     def _command(self, command: str) -> None:
         found = BCONSOLE.match(command)
-        if found and found.group(1).startswith("status client="):
+        if found and found.group(1).startswith("status client=") and self.client:
             self.bareos.wait_client(self.client)      # a restarted daemon answers after a moment
         if found:
-            out = self.bareos.console(found.group(1).replace("<restore job id>", str(self.last_job)))
+            out = self.bareos.console(re.sub(r"<\w+ job id>", str(self.last_job), found.group(1)))
             self.outputs.append(out)
             job = re.search(r"Job queued\. JobId=(\d+)", out)
             self.last_job = int(job.group(1)) if job else self.last_job
             if found.group(1) == "reload" and "rror" in out:
                 raise AssertionError(f"reload failed: {out}")
         elif command == "bareos-fd -t":
-            self.bareos.client_config_test(self.client)
+            self.bareos.client_config_test(self.client) if self.client else self.bareos.config_test("bareos-fd")
         elif command == "bareos-dir -t":
             self.bareos.config_test("bareos-dir")
         elif command == "systemctl restart bareos-fd":
-            self.bareos.start_client(self.client)
+            self.bareos.start_client(self.client) if self.client else self.bareos.restart_fd()
         else:
             result = subprocess.run(["bash", "-e", "-c", command], capture_output=True, text=True,
                                     cwd=self.env.get("PWD", "/"), env={"PATH": BARE_PATH, **self.env}, timeout=300)
             assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+            self.outputs.append(result.stdout)
             if command.startswith("cd "):
                 self.env["PWD"] = command[3:].strip()

@@ -278,13 +278,23 @@ class Bareos:
         for daemon in DAEMONS:
             self.config_test(daemon)
         for daemon in DAEMONS:
-            short = daemon.split("-")[1]
-            env = self.fd_env if daemon == "bareos-fd" else {"PATH": f"{self.prefix}/sbin:{BARE_PATH}"}
-            with open(self.workdir / f"{short}.out", "wb") as out:
-                self.procs[daemon] = subprocess.Popen(
-                    [self.sbin(daemon), "-f", "-c", str(self.conf(""))],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                    cwd=str(self.workdir / short), start_new_session=True)
+            self._spawn(daemon)
+        self._wait_until_answering()
+
+    def _spawn(self, daemon: str) -> None:
+        short = daemon.split("-")[1]
+        env = self.fd_env if daemon == "bareos-fd" else {"PATH": f"{self.prefix}/sbin:{BARE_PATH}"}
+        with open(self.workdir / f"{short}.out", "ab") as out:
+            self.procs[daemon] = subprocess.Popen(
+                [self.sbin(daemon), "-f", "-c", str(self.conf(""))],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                cwd=str(self.workdir / short), start_new_session=True)
+
+    def restart_fd(self) -> None:
+        """systemctl restart bareos-fd on the Nextcloud host."""
+        self.config_test("bareos-fd")
+        _end(self.procs.pop("bareos-fd", None))
+        self._spawn("bareos-fd")
         self._wait_until_answering()
 
     def _wait_until_answering(self, timeout: float = 60) -> None:
