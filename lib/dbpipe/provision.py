@@ -48,24 +48,28 @@ class AccountMissing(PermissionDenied):
 
 
 def ensure_account(engine: Engine, target: Target) -> None:
-    """Return when target's account can use its database, creating what is
-    missing with the administrative account; raise AccountMissing when it
-    is missing and that account is out of reach.  A server that does not
-    answer is no missing account: the restore's own error says so."""
+    """Return when target's account can log in, creating the user (and its
+    database when missing) with the administrative account; raise
+    AccountMissing when that account is out of reach - then nobody can tell
+    a missing user from a wrong password, so the line says both.  An
+    existing user is never changed, and a server that does not answer is no
+    missing account: the restore's own error says so."""
     steps = engine.provisioning()
     if steps is None or not target.user:
         return
     try:
         steps.can_log_in(engine, target)
         return
-    except (PermissionDenied, NoInputError) as exc:
+    except NoInputError:
+        return             # logged in, the database is missing: the engine creates it, as ever
+    except PermissionDenied as exc:
         reason = exc
     try:
         user_missing, database_missing, admin = _ask_administrator(engine, steps, target)
     except (PermissionDenied, UnavailableError, UsageError, NoInputError) as exc:
         raise AccountMissing(f"{reason}; {exc}", steps.statements(target, PLACEHOLDER)) from None
-    if not (user_missing or database_missing):
-        raise reason       # both there: a wrong password or a narrower grant is the admin's call
+    if not user_missing:
+        raise reason       # an existing user: a wrong password or a narrower grant is the admin's call
     log.info("creating %s on the empty server, as the application's installer does",
              _what(target, user_missing, database_missing))
     steps.create(engine, admin, target, user_missing, database_missing)
@@ -74,15 +78,31 @@ def ensure_account(engine: Engine, target: Target) -> None:
 
 def _ask_administrator(engine: Engine, steps, target: Target) -> tuple[bool, bool, Target]:
     """(user missing, database missing, the administrative account)."""
-    from .verify import administrative_target
-
     if os.geteuid() != 0:
         raise PermissionDenied("not run as root, the writer cannot use the server's administrative account")
-    admin = administrative_target(target)
+    admin = _administrative(target)
     try:
         return (*steps.missing(engine, admin, target), admin)
     except (PermissionDenied, UnavailableError, NoInputError) as exc:
         raise PermissionDenied(f"the server's administrative account is out of reach ({exc})") from None
+
+
+def _administrative(target: Target) -> Target:
+    """verify.administrative_target, which asks the server for its socket
+    with target's own login - impossible when that user is what is missing.
+    Then, for a server config.php reaches as plain 'localhost', the
+    distribution's socket: MariaDB's default ones, PostgreSQL's
+    /var/run/postgresql."""
+    from .verify import PG_SOCKET_DIR, LOCAL_HOSTS, administrative_target
+
+    try:
+        return administrative_target(target)
+    except DbpipeError:    # denied: 1045, or 1698 for a missing user over the socket
+        if target.socket or target.host not in LOCAL_HOSTS or (target.type == "mysql" and target.port):
+            raise
+    if target.type == "mysql":
+        return Target(type="mysql", user="root")      # connect() takes the first default socket there is
+    return Target(type="pgsql", socket=PG_SOCKET_DIR, port=target.port, user="postgres", peer=True)
 
 
 def _what(target: Target, user_missing: bool, database_missing: bool) -> str:
