@@ -20,6 +20,7 @@ from .kept import keep_newest
 from .log import log
 from .progress import human_bytes
 from .process import no_return_scope
+from .provision import DEFAULT_FINISH, AccountMissing, Finish, ensure_account, instructions, kept_stream_path
 from .safety import SafetyDumps
 from .stream import Header, Trailer
 from .target import Target
@@ -74,11 +75,14 @@ def read_to_end(in_fd: int) -> None:
 
 
 def restore(target: Target, in_fd: int, options: RestoreOptions,
-            destination: FileDestination | None = None, keep_existing: bool = False) -> Trailer | None:
+            destination: FileDestination | None = None, keep_existing: bool = False,
+            finish: Finish = DEFAULT_FINISH) -> Trailer | None:
     """Restore the stream on in_fd.  Whatever fails, stdin is read to its end.
 
     keep_existing (Bareos replace "never", restoring in place): a database
-    that exists is left alone - the stream is still read and verified."""
+    that exists is left alone - the stream is still read and verified.
+    finish: what the one line says when an empty server lacks the database
+    and account, and nobody here may create them (provision.py)."""
     started = time.monotonic()
     with no_return_scope():   # a cancel that comes too late is named after this line, as the last
         with Pump(in_fd).draining() as pump:
@@ -90,7 +94,7 @@ def restore(target: Target, in_fd: int, options: RestoreOptions,
                 log.warning("replace=never: %s exists and was left alone; the stream was verified, not loaded",
                             _live_target(target, pump.header()).describe())
             else:
-                trailer = _restore_live(target, pump, options)
+                trailer = _restore_live(target, pump, options, finish)
         seconds = time.monotonic() - started
         log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
     return trailer
@@ -105,7 +109,8 @@ def _exists(target: Target, header: Header) -> bool:
     return header.scope == "all" or get_engine(target.type).exists(_live_target(target, header))
 
 
-def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Trailer | None:
+def _restore_live(target: Target, pump: Pump, options: RestoreOptions,
+                  finish: Finish = DEFAULT_FINISH) -> Trailer | None:
     header = pump.header()
     engine = get_engine(target.type)
     if header.engine != engine.name:
@@ -115,6 +120,10 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
         return engine.load_all(target, pump)
     target = _live_target(target, header)
     log.info("restoring %s from a dump of %r", target.describe(), header.database)
+    try:
+        ensure_account(engine, target)
+    except AccountMissing as exc:
+        raise instructions(exc, finish, target, _keep_for_later(pump, target, engine)) from None
     safety = SafetyDumps(target)
     half = safety.warn_if_pending()
     result = engine.restore(target, pump, options)
@@ -125,6 +134,22 @@ def _restore_live(target: Target, pump: Pump, options: RestoreOptions) -> Traile
     log.info("restore mode: %s%s", result.mode, f"; replaced data kept in {result.kept}" if result.kept else "")
     list_kept_copies(engine, target, options)
     return None
+
+
+def _keep_for_later(pump: Pump, target: Target, engine: Engine) -> str | None:
+    """The verified stream in the private state directory, so the restore
+    can be finished once the administrator created the account; None when
+    it cannot be kept (then the restore is run again)."""
+    path = kept_stream_path(target, engine)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_file(pump, FileDestination(path, overwrite=True))
+    except (DbpipeError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        log.warning("cannot keep the verified stream in %s: %s", path, exc)
+        return None
+    return path
 
 
 def put_back(target: Target, options: RestoreOptions) -> None:

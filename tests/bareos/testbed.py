@@ -95,6 +95,42 @@ class ShippedConfig:
 
 
 @dataclass
+class FileDaemon:
+    """Another host's file daemon (the replacement host of a disaster
+    recovery): its own name, port, password, config tree, working directory
+    and environment (state directory), nothing shared with the first one.
+    Its bareos-fd.d is what docs/disaster-recovery.md has the admin write:
+    the shipped myself.conf with the host's name, the director's password;
+    the director gets a Client resource naming it."""
+
+    name: str
+    workdir: Path
+    env: dict
+    port: int = field(default_factory=free_port)
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+    proc: subprocess.Popen | None = None
+
+    def conf(self) -> Path:
+        return self.workdir / "etc"
+
+    def client_resource(self) -> str:
+        """The director's side: bareos-dir.d/client/<name>.conf."""
+        return (f'Client {{\n  Name = {self.name}\n  Address = 127.0.0.1\n  FD Port = {self.port}\n'
+                f'  Password = "{self.password}"\n  Catalog = MyCatalog\n}}\n')
+
+    def resources(self, shipped: ShippedConfig) -> dict[str, str]:
+        """The host's side: bareos-fd.d below its own config directory."""
+        myself = shipped.files("bareos-fd")["client/myself.conf"].replace("Name = bareos-fd", f"Name = {self.name}")
+        added = (f'  FD Port = {self.port}\n  FD Address = 127.0.0.1\n'
+                 f'  Working Directory = "{self.workdir / "work"}"\n')
+        return {
+            "client/myself.conf": re.sub(r"(Client \{\n)", r"\1" + added.replace("\\", "\\\\"), myself, count=1),
+            "director/bareos-dir.conf": f'Director {{\n  Name = bareos-dir\n  Password = "{self.password}"\n}}\n',
+            "messages/Standard.conf":
+                'Messages {\n  Name = Standard\n  Director = bareos-dir = all, !skipped, !restored\n}\n'}
+
+
+@dataclass
 class Bareos:
     prefix: Path
     workdir: Path
@@ -103,6 +139,7 @@ class Bareos:
     ports: dict = field(default_factory=lambda: {k: free_port() for k in ("dir", "fd", "sd")})
     passwords: dict = field(default_factory=lambda: {k: secrets.token_hex(16) for k in ("dir", "fd", "sd")})
     procs: dict = field(default_factory=dict)
+    clients: list = field(default_factory=list)
 
     # --- paths ----------------------------------------------------------------------
     def sbin(self, name: str) -> str:
@@ -245,13 +282,23 @@ class Bareos:
         for daemon in DAEMONS:
             self.config_test(daemon)
         for daemon in DAEMONS:
-            short = daemon.split("-")[1]
-            env = self.fd_env if daemon == "bareos-fd" else {"PATH": f"{self.prefix}/sbin:{BARE_PATH}"}
-            with open(self.workdir / f"{short}.out", "wb") as out:
-                self.procs[daemon] = subprocess.Popen(
-                    [self.sbin(daemon), "-f", "-c", str(self.conf(""))],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                    cwd=str(self.workdir / short), start_new_session=True)
+            self._spawn(daemon)
+        self._wait_until_answering()
+
+    def _spawn(self, daemon: str) -> None:
+        short = daemon.split("-")[1]
+        env = self.fd_env if daemon == "bareos-fd" else {"PATH": f"{self.prefix}/sbin:{BARE_PATH}"}
+        with open(self.workdir / f"{short}.out", "ab") as out:
+            self.procs[daemon] = subprocess.Popen(
+                [self.sbin(daemon), "-f", "-c", str(self.conf(""))],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                cwd=str(self.workdir / short), start_new_session=True)
+
+    def restart_fd(self) -> None:
+        """systemctl restart bareos-fd on the Nextcloud host."""
+        self.config_test("bareos-fd")
+        _end(self.procs.pop("bareos-fd", None))
+        self._spawn("bareos-fd")
         self._wait_until_answering()
 
     def _wait_until_answering(self, timeout: float = 60) -> None:
@@ -279,8 +326,52 @@ class Bareos:
         if "rror" in out:
             raise RuntimeError(f"reload failed: {out}")
 
+    def add_client(self, client: FileDaemon, shipped: ShippedConfig) -> FileDaemon:
+        """Start another host's file daemon and tell the director about it."""
+        self.write_client(client, client.resources(shipped))
+        self.start_client(client)
+        self.add_resource(f"client/{client.name}.conf", client.client_resource())
+        self.config_test("bareos-dir")
+        self.console("reload")
+        self.wait_client(client)
+        return client
+
+    def write_client(self, client: FileDaemon, resources: dict[str, str]) -> None:
+        """The host's bareos-fd.d: relative path -> content."""
+        for rel, text in resources.items():
+            _write(client.conf() / "bareos-fd.d" / rel, text)
+        (client.workdir / "work").mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def client_config_test(self, client: FileDaemon) -> None:
+        result = subprocess.run([self.sbin("bareos-fd"), "-t", "-c", str(client.conf())], capture_output=True,
+                                text=True, env={"PATH": BARE_PATH}, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"bareos-fd -t for {client.name}: {result.stdout}{result.stderr}")
+
+    def start_client(self, client: FileDaemon) -> None:
+        """(Re)start the host's file daemon, as systemctl restart bareos-fd does."""
+        self.client_config_test(client)
+        _end(client.proc)
+        with open(client.workdir / "fd.out", "wb") as out:
+            client.proc = subprocess.Popen([self.sbin("bareos-fd"), "-f", "-c", str(client.conf())],
+                                           stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                           env=client.env, cwd=str(client.workdir / "work"),
+                                           start_new_session=True)
+        if client not in self.clients:
+            self.clients.append(client)
+
+    def wait_client(self, client: FileDaemon, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while "Daemon started" not in self.console(f"status client={client.name}", timeout=20, check=False):
+            if client.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{client.name} did not answer: {(client.workdir / 'fd.out').read_text()}")
+            time.sleep(0.3)
+
     def stop(self) -> None:
         """Each daemon by its pid, then whatever it left in its process group."""
+        for client in self.clients:
+            _end(client.proc)
+        self.clients.clear()
         for daemon in reversed(DAEMONS):
             proc = self.procs.pop(daemon, None)
             if proc is None:
@@ -330,10 +421,12 @@ class Bareos:
         return self.run_job(f"run job={job} level={level}")
 
     def restore(self, backup_id: int | str, restore_job: str, where: str = "/",
-                replace: str = "always", file: str | None = None) -> JobResult:
-        """Restore everything of a backup job (or comma-separated jobids), or one file of it."""
+                replace: str = "always", file: str | None = None, restoreclient: str | None = None) -> JobResult:
+        """Restore everything of a backup job (or comma-separated jobids), or one file of it;
+        restoreclient: onto another host's file daemon."""
         selection = f'file="{file}" done' if file else "all done"
-        return self.run_job(f"restore jobid={backup_id} client=bareos-fd restorejob={restore_job} "
+        elsewhere = f"restoreclient={restoreclient} " if restoreclient else ""
+        return self.run_job(f"restore jobid={backup_id} client=bareos-fd {elsewhere}restorejob={restore_job} "
                             f'where="{where}" replace={replace} {selection}')
 
     def cancel(self, job_id: int) -> str:
@@ -383,6 +476,20 @@ class Bareos:
                           f"WHERE JobMedia.JobId = {int(job_id)} ORDER BY JobMediaId")
         return [(self.volume_dir / name, (int(sf) << 32) | int(sb), (int(ef) << 32) | int(eb))
                 for name, sf, sb, ef, eb in rows]
+
+
+def _end(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _write(path: Path, text: str) -> None:

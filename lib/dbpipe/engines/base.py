@@ -160,6 +160,11 @@ class Engine(abc.ABC):
         raise UsageError(f"--put-back: only --mode replace (mysql) can leave a database half-restored, "
                          f"not {self.name}")
 
+    def provisioning(self):
+        """The module (engines/<name>_provision.py) that creates the database
+        and account a restore names on an empty server, or None."""
+        return None
+
     # --- verification -----------------------------------------------------
     @abc.abstractmethod
     def scratch(self, target: Target) -> contextlib.AbstractContextManager[Target]:

@@ -462,6 +462,10 @@ class PgsqlEngine(Engine):
         except PermissionDenied as exc:
             raise CantCreateError(f"cannot create database {target.database!r}: {exc}") from None
 
+    def provisioning(self):
+        from . import pgsql_provision
+        return pgsql_provision
+
     # --- restore ----------------------------------------------------------
     def restore(self, target: Target, pump: Pump, options: RestoreOptions) -> RestoreResult:
         check_engine(self.name, pump)

@@ -122,6 +122,10 @@ class MysqlEngine(Engine):
         return MysqlRows(self.connect(target, target.database))
 
     # --- restore ----------------------------------------------------------
+    def provisioning(self):
+        from . import provision
+        return provision
+
     def exists(self, target: Target) -> bool:
         with self.connect(target) as conn:
             return database_exists(conn, target.database)
