@@ -69,6 +69,12 @@ class BareosJob:
         where = self.where if self.where is not None else _substituted(where_arg)
         return where if where and where.strip("/") else None
 
+    def landing_dir(self, into: str, where_arg: str | None) -> str:
+        """A writer's --into directory, below the restore location when there
+        is one (not /): a restore elsewhere must not touch the live copy."""
+        where = self.restore_location(where_arg)
+        return os.path.join(where, into.lstrip("/")) if where else into
+
     def may_overwrite(self, replace_arg: str | None) -> bool:
         """The replace code (a/w/o/n: always, ifnewer, ifolder, never) from
         $BareosReplace or a --replace=%r argument; default always."""

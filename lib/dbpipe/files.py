@@ -15,10 +15,11 @@ import fcntl
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from .errors import CantCreateError, IOFailure, NoInputError, TempFailure
+from .errors import CantCreateError, DbpipeError, IOFailure, NoInputError, TempFailure
 from .leftovers import owned_pattern, owner_tag, sweep
+from .log import log
 from .stream import write_all
 
 TYPE_CHECKING = False
@@ -111,6 +112,32 @@ def write_received(pump: Pump, handle, what: str, with_trailer: bool = True) -> 
     if with_trailer:
         write_all(handle.fileno(), pump.verifier.trailer_bytes)
     return trailer
+
+
+def store_by_trailer(pump: Pump, directory: str, name_of: Callable[[Trailer], str],
+                     kind: str) -> tuple[str, Trailer]:
+    """Write the stream on pump into directory, durably, under the name its
+    trailer gives - known only at the end.  The same stream stored twice (a
+    restore run again) is fine; another one under that name is refused."""
+    from .stream import read_ends
+
+    with temporary_beside(directory, ".incoming-") as (handle, temporary):
+        trailer = write_received(pump, handle, f"in {directory}")
+        os.fsync(handle.fileno())
+        path = os.path.join(directory, name_of(trailer))
+        try:
+            publish(temporary, path, overwrite=False)
+        except CantCreateError:
+            if not os.path.lexists(path):
+                raise
+            try:
+                same = read_ends(path, pump.header(), kind)[1].sha256 == trailer.sha256
+            except DbpipeError:
+                same = False
+            if not same:
+                raise CantCreateError(f"{path} exists with different content; move it away first") from None
+            log.info("%s was already there with the same content", path)
+    return path, trailer
 
 
 def publish(temporary: str, path: str, overwrite: bool) -> None:

@@ -284,3 +284,31 @@ class StreamVerifier:
             raise DataError("stream header and trailer disagree")
         self.trailer_bytes = trailer_bytes
         return tail, trailer
+
+
+def read_ends(path: str, expected: Header, kind: str) -> tuple[int, Trailer]:
+    """(header length, trailer) of a stream stored as a file, without reading
+    its payload: listing a chain or an archive must not read gigabytes.  The
+    payload's SHA-256 is checked later, when it is read anyway."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(MAX_HEADER)
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - MAX_TRAILER - len(TRAILER_START) - 1))
+            tail = handle.read()
+    except FileNotFoundError:
+        raise NoInputError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    newline = head.find(b"\n")
+    if not head.startswith(HEADER_PREFIX) or newline < 0:
+        raise DataError(f"{path}: not a dbpipe stream")
+    if Header.decode(head[: newline + 1]) != expected:
+        raise DataError(f"{path}: not a {kind}")
+    start = tail.rfind(b"\n" + TRAILER_START)
+    if start < 0:
+        raise DataError(f"{path}: incomplete stream, no dbpipe trailer (truncated {kind})")
+    try:
+        return newline + 1, Trailer.decode(tail[start + 1:])
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None

@@ -89,7 +89,7 @@ def run_restore(args: argparse.Namespace) -> None:
 
 def store_stdin(into: str, where: str | None, stdin_fd: int) -> None:
     """--from-stdin: the bpipe writer stores the piece arriving on stdin."""
-    store.store(stdin_fd, store.landing_dir(os.path.abspath(into), where, BareosJob.from_environ()))
+    store.store(stdin_fd, BareosJob.from_environ().landing_dir(os.path.abspath(into), where))
 
 
 def _command(commands, name: str, help_text: str):

@@ -10,16 +10,16 @@ MyISAM/Aria files still differ between such pieces.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass
 
 from ..bareos import LEVELS
-from ..errors import DataError, NoInputError
-from ..stream import HEADER_PREFIX, MAX_HEADER, MAX_TRAILER, TRAILER_START, Header, Trailer
+from ..errors import DataError
+from ..stream import Header, Trailer, read_ends
 
 ENGINE = "mariabackup"
 SUFFIX = ".dbpipe"
+KIND = "mariabackup piece"            # what the stream is, in messages
 CHAIN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6,32}$")
 PIECE_ID = re.compile(r"^[0-9a-f]{8,64}$")
 JOB_ID = re.compile(r"^[0-9]{0,20}$")
@@ -129,26 +129,5 @@ def read_stored(path: str) -> StoredPiece:
 
     The payload's SHA-256 is checked later, while it is extracted.
     """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(MAX_HEADER)
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(max(0, size - MAX_TRAILER - len(TRAILER_START) - 1))
-            tail = handle.read()
-    except FileNotFoundError:
-        raise NoInputError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    newline = head.find(b"\n")
-    if not head.startswith(HEADER_PREFIX) or newline < 0:
-        raise DataError(f"{path}: not a dbpipe stream")
-    if Header.decode(head[: newline + 1]) != stream_header():
-        raise DataError(f"{path}: not a mariabackup piece")
-    start = tail.rfind(b"\n" + TRAILER_START)
-    if start < 0:
-        raise DataError(f"{path}: incomplete stream, no dbpipe trailer (truncated piece)")
-    try:
-        trailer = Trailer.decode(tail[start + 1:])
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
-    return StoredPiece(path, Piece.from_trailer(trailer, path), newline + 1, trailer.sha256)
+    header_bytes, trailer = read_ends(path, stream_header(), KIND)
+    return StoredPiece(path, Piece.from_trailer(trailer, path), header_bytes, trailer.sha256)

@@ -20,16 +20,17 @@ from .. import stamps
 from ..bareos import BareosJob
 from ..credentials import pgpass_environment
 from ..engines.pgsql import PgsqlEngine, connection_args
-from ..errors import CantCreateError, DataError, DbpipeError, NoInputError
-from ..files import fsync_directory, sync_if_file, temporary_beside, write_received
+from ..errors import DataError, DbpipeError
+from ..files import store_by_trailer, sync_if_file
 from ..log import log
 from ..progress import Progress, human_bytes
 from ..process import Child, find_tool
-from ..stream import HEADER_PREFIX, MAX_HEADER, MAX_TRAILER, TRAILER_START, Header, StreamWriter, Trailer
+from ..stream import Header, StreamWriter, Trailer, read_ends
 from ..target import Target
 from ..transfer import Pump, copy_dump
 
 ENGINE = "pg-basebackup"
+KIND = "PostgreSQL base backup"           # what the stream is, in messages
 WAL_POINT = re.compile(r"write-ahead log (start|end) point: ([0-9A-F]+/[0-9A-F]+)(?: on timeline (\d+))?")
 
 
@@ -106,44 +107,18 @@ def backup(target: Target, out_fd: int, job: BareosJob) -> Base:
 
 # --- the writer -----------------------------------------------------------------------
 
-def landing_dir(into: str, where_arg: str | None, job: BareosJob) -> str:
-    where = job.restore_location(where_arg)
-    return os.path.join(where, into.lstrip("/")) if where else into
-
-
 def store(in_fd: int, directory: str) -> str:
     """Read one base backup stream to its end and publish it under directory."""
     with Pump(in_fd).draining() as pump:
         header = pump.require_header("stream to store")
         if header != stream_header():
             raise DataError(f"not a PostgreSQL base backup: a {header.engine} stream")
-        with temporary_beside(directory, ".incoming-") as (handle, temporary):
-            trailer = write_received(pump, handle, f"in {directory}")
-            os.fsync(handle.fileno())
-            base = Base.from_trailer(trailer, "stdin")
-            path = os.path.join(directory, base.file_name())
-            _publish(temporary, path, trailer.sha256)
+        path, trailer = store_by_trailer(pump, directory,
+                                         lambda trailer: Base.from_trailer(trailer, "stdin").file_name(), KIND)
+    base = Base.from_trailer(trailer, path)
     log.info("stored base backup of %s (WAL from %s) as %s, %s", base.finished, base.start_lsn, path,
              human_bytes(trailer.bytes))
     return path
-
-
-def _publish(temporary: str, path: str, sha256: str) -> None:
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        if _sha_of(path) != sha256:
-            raise CantCreateError(f"{path} exists with different content; move it away first") from None
-    except OSError as exc:
-        raise CantCreateError(f"cannot create {path}: {exc.strerror}") from None
-    fsync_directory(os.path.dirname(path))
-
-
-def _sha_of(path: str) -> str:
-    try:
-        return read_stored(path)[1].sha256
-    except DbpipeError:
-        return ""
 
 
 # --- stored bases ----------------------------------------------------------------------
@@ -157,24 +132,8 @@ class StoredBase:
 
 def read_stored(path: str) -> tuple[StoredBase, Trailer]:
     """Header and trailer of a stored base, without reading the tar."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(MAX_HEADER)
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(max(0, size - MAX_TRAILER - len(TRAILER_START) - 1))
-            tail = handle.read()
-    except FileNotFoundError:
-        raise NoInputError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    newline = head.find(b"\n")
-    if not head.startswith(HEADER_PREFIX) or newline < 0 or Header.decode(head[:newline + 1]) != stream_header():
-        raise DataError(f"{path}: not a PostgreSQL base backup stream")
-    start = tail.rfind(b"\n" + TRAILER_START)
-    if start < 0:
-        raise DataError(f"{path}: incomplete stream, no dbpipe trailer (truncated base backup)")
-    trailer = Trailer.decode(tail[start + 1:])
-    return StoredBase(path, Base.from_trailer(trailer, path), newline + 1), trailer
+    header_bytes, trailer = read_ends(path, stream_header(), KIND)
+    return StoredBase(path, Base.from_trailer(trailer, path), header_bytes), trailer
 
 
 def verify_stored(stored: StoredBase) -> None:
