@@ -36,6 +36,7 @@ from ..process import Child, find_tool, point_of_no_return
 from ..stream import Trailer
 from ..target import Target
 from ..transfer import Pump
+from .mysql_lockwatch import lock_watch
 from .base import (DUMP_LOCK_TIMEOUT, DumpCommand, Engine, LiveChange, RestoreOptions, RestoreResult,
                    check_engine, feed_child, finish_load, loader, spooled)
 
@@ -172,7 +173,7 @@ class MysqlEngine(Engine):
     # --- dump -------------------------------------------------------------
     @contextlib.contextmanager
     def dump_command(self, target: Target, scope: str, lock_timeout: float = DUMP_LOCK_TIMEOUT):
-        with mysql_option_fd(target.password) as fd:
+        with mysql_option_fd(target.password) as fd, lock_watch(lambda: self.connect(target), lock_timeout) as watch:
             argv = (
                 [_dump_tool(), *mysql_option_args(target.defaults_file, fd), *connection_args(target)]
                 + ["--single-transaction", "--quick", "--routines", "--triggers", "--events",
@@ -181,7 +182,7 @@ class MysqlEngine(Engine):
                 # a cluster restore drops and recreates each dumped database: no stale tables
                 + (["--all-databases", "--add-drop-database"] if scope == "all" else ["--", target.database])
             )
-            yield DumpCommand(argv, pass_fds=(fd,) if fd is not None else ())
+            yield DumpCommand(argv, pass_fds=(fd,) if fd is not None else (), watch=watch)
 
     def dump_complete(self, tail: bytes) -> bool:
         return DUMP_COMPLETE in tail
@@ -196,7 +197,7 @@ class MysqlEngine(Engine):
     # --- control connection -----------------------------------------------
     @contextlib.contextmanager
     def connect(self, target: Target, database: str | None = None):
-        import pymysql  # here: with cryptography it costs ~40 ms of every start; dumps never connect
+        import pymysql  # here: with cryptography it costs ~40 ms of every start; only a dump's lock watch connects
 
         socket = target.socket
         if not (socket or target.port or target.defaults_file) and target.host in (None, "localhost"):
