@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ..conftest import make_mysql
-from ..helpers import BARE_PATH, dbpipe
+from ..helpers import BARE_PATH, dbpipe, write_secret
 from .kit import LeftoverWatch, assert_result, has_trailer, wait_for
 
 LOCKED = "oc_shares"   # dumped after tables the dump reads first; no view is built on it
@@ -146,3 +146,23 @@ def test_lock_timeout_0_waits_until_the_lock_is_released(mysql_server, tmp_path,
     assert has_trailer(result.stdout)
     assert dbpipe("dbpipe-verify", stdin=result.stdout, env=env).returncode == 0
 
+
+
+def test_a_dump_the_watchdog_cannot_watch_runs_and_says_so(mysql_server, tmp_path, env, syslog):
+    """An account the watchdog's driver cannot log in as (ed25519 without
+    PyNaCl) but mariadb-dump can: the dump is not refused for its watchdog;
+    it succeeds, and warns that its lock wait was unbounded."""
+    db = make_mysql(mysql_server, tmp_path)
+    user, password = f"ed_{db.name}", "ed-pw"
+    mysql_server.sql("INSTALL SONAME 'auth_ed25519'")
+    try:
+        mysql_server.sql(f"CREATE USER '{user}'@'localhost' IDENTIFIED VIA ed25519 USING PASSWORD('{password}'); "
+                         f"GRANT ALL ON `{db.name}`.* TO '{user}'@'localhost'")
+        args = mysql_server.args(db.name, user=user, password_file=write_secret(tmp_path, "ed.pw", password))
+        with LeftoverWatch():
+            result = dbpipe("dbpipe-dump", *args, env=env)
+        assert result.returncode == 0 and has_trailer(result.stdout), result.stderr.decode()
+        assert "--lock-timeout was not enforced for this dump: " in result.stderr.decode()
+        assert password not in result.stderr.decode()
+    finally:
+        mysql_server.sql(f"DROP USER IF EXISTS '{user}'@'localhost'; UNINSTALL SONAME 'auth_ed25519'")

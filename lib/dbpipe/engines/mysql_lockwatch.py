@@ -55,18 +55,30 @@ SESSION = "SELECT USER, HOST, COMMAND, TIME, INFO FROM information_schema.PROCES
 def lock_watch(connect: Callable[[], contextlib.AbstractContextManager], timeout: float):
     """A LockWatch (for DumpCommand.watch) while the context lasts, its
     connection opened now - before the dump tool's.  None when the timeout is
-    0 (wait for ever), or when the watchdog cannot connect: then the dump runs
-    unwatched and says so, and its own connection reports why if it fails too."""
+    0 (wait for ever).  When the watchdog cannot connect the dump runs
+    unwatched: mostly its tool then fails to connect too and says why in the
+    one error line; a dump that succeeds anyway warns that it ran unbounded."""
     if not timeout:
         yield None
         return
     with contextlib.ExitStack() as stack:
         try:
             watch = LockWatch(stack.enter_context(connect()), timeout)
-        except DbpipeError as exc:
-            log.warning("--lock-timeout is not enforced for this dump: %s", exc)
-            watch = None
+        except (DbpipeError, RuntimeError) as exc:   # RuntimeError: pymysql lacks the auth method's package
+            log.debug("no lock watch: %s", exc)
+            watch = unwatched(exc)
         yield watch
+
+
+def unwatched(why: Exception):
+    """The watch of a dump the watchdog could not connect for: a dump tool
+    that fails says why itself; one that succeeds warns that it ran unbounded."""
+    @contextlib.contextmanager
+    def watch(child):
+        yield
+        if child.proc.returncode == 0:
+            log.warning("--lock-timeout was not enforced for this dump: %s", why)
+    return watch
 
 
 class LockWatch:
