@@ -135,8 +135,12 @@ class LockWatch:
         found = TABLE.search(statement or "")
         table = found.group(1).replace("``", "`") if found else None
         where = f"{schema}.{table}" if table and schema else table or f"a table of {schema or 'the server'}"
+        try:
+            holders = self._holders(schema, table)
+        except self.errors as exc:   # who it is must not keep the dump waiting
+            holders = f"held by another session (not found: {exc})"
         return (f"waited more than {self.timeout:g} s for a {waiting.group(1)} on {where} (--lock-timeout), "
-                f"{self._holders(schema, table)}; try again once it is released")
+                f"{holders}; try again once it is released")
 
     def _holders(self, schema: str | None, table: str | None) -> str:
         """Who holds the lock: the metadata_lock_info plugin knows; without it,
