@@ -23,7 +23,8 @@ LOCKED = "oc_shares"   # dumped after tables the dump reads first; no view is bu
 SECRET = "s3cr3t-value"
 
 
-def holding_session(server, db, user: str | None = None, password: str | None = None):
+def holding_session(server, db, user: str | None = None, password: str | None = None,
+                    holds: str = f"LOCK TABLES {LOCKED} WRITE"):
     """A mariadb client session (an admin's, or the account's own: Nextcloud's
     cron) that took LOCK TABLES ... WRITE and stays idle holding it, and its
     connection id.  Its last statement carries a string literal that must
@@ -34,7 +35,7 @@ def holding_session(server, db, user: str | None = None, password: str | None = 
     env = {"PATH": BARE_PATH, **({"MYSQL_PWD": password} if password else server.password_env())}
     session = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, text=True, env=env)
-    session.stdin.write(f"LOCK TABLES {LOCKED} WRITE; SELECT GET_LOCK('{marker}', 0), '{SECRET}';\n")
+    session.stdin.write(f"{holds}; SELECT GET_LOCK('{marker}', 0), '{SECRET}';\n")
     session.stdin.flush()
     holder = wait_for(lambda: server.sql(f"SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Sleep' "
                                          f"AND ID = IS_USED_LOCK('{marker}')"), "the session holding the lock")
@@ -128,6 +129,31 @@ def test_dump_as_an_account_without_process_names_its_own_sessions_only(mysql_se
                       r"the PROCESS privilege sees only its own\); try again once it is released$")
     finally:
         release(session)
+
+
+def test_dump_queued_behind_an_upgrades_alter_table_names_the_open_transaction(mysql_server, tmp_path, env,
+                                                                              syslog):
+    """Nextcloud's upgrade runs ALTER TABLE while a transaction (cron's) still
+    reads the table: the ALTER waits for its exclusive lock and every new
+    reader, the dump too, queues behind it.  The likely holder is the
+    transaction - not the ALTER, which waits itself."""
+    db = make_mysql(mysql_server, tmp_path)
+    session, holder = holding_session(mysql_server, db, holds=f"BEGIN; SELECT COUNT(*) FROM {LOCKED}")
+    alter = subprocess.Popen(["mariadb", f"--socket={mysql_server.socket}", f"--user={mysql_server.admin_user}",
+                              f"--database={db.name}", "-e", f"ALTER TABLE {LOCKED} ADD COLUMN note INT"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={"PATH": BARE_PATH, **mysql_server.password_env()})
+    try:
+        wait_for(lambda: mysql_server.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                                          "'ALTER TABLE%' AND STATE = 'Waiting for table metadata lock'"),
+                 "the ALTER TABLE queued for its lock")
+        dump_gives_up(db, env, syslog,
+                      rf"^mariadb-dump waited more than 2 s for a table metadata lock on {db.name}\.{LOCKED} "
+                      rf"\(--lock-timeout\), likely held by session {holder} \(user {mysql_server.admin_user}, "
+                      r"host localhost, command Sleep, time \d+ s, query -\); try again once it is released$")
+    finally:
+        release(session)
+        assert alter.wait(30) == 0
 
 
 def test_lock_timeout_0_waits_until_the_lock_is_released(mysql_server, tmp_path, env):
