@@ -17,8 +17,10 @@ import pytest
 
 from ..conftest import make_mysql
 from ..helpers import BARE_PATH, dbpipe, write_secret
+from ..prerequisites import not_applicable
 from .kit import LeftoverWatch, assert_result, has_trailer, wait_for
 
+HOST = r"host [^,]+"   # localhost over the socket, address:port over TCP (docker servers)
 LOCKED = "oc_shares"   # dumped after tables the dump reads first; no view is built on it
 SECRET = "s3cr3t-value"
 
@@ -30,7 +32,7 @@ def holding_session(server, db, user: str | None = None, password: str | None = 
     connection id.  Its last statement carries a string literal that must
     never be printed; its named lock says (IS_USED_LOCK) that it got there."""
     marker = f"held-{db.name}"
-    argv = ["mariadb", "--batch", f"--socket={server.socket}", f"--user={user or server.admin_user}",
+    argv = ["mariadb", "--batch", *server._mysql_conn(), f"--user={user or server.admin_user}",
             f"--database={db.name}"]
     env = {"PATH": BARE_PATH, **({"MYSQL_PWD": password} if password else server.password_env())}
     session = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -90,6 +92,8 @@ def test_dump_waiting_for_a_metadata_lock_gives_up_naming_the_session(mysql_serv
     """An admin's LOCK TABLES: with the PROCESS privilege the account sees the
     session; metadata_lock_info knows it holds the lock, PROCESSLIST alone
     makes it the likeliest holder (idle on the database the longest)."""
+    if plugin:
+        mariadb_only(mysql_server, "the metadata_lock_info plugin")
     db = make_mysql(mysql_server, tmp_path)
     session, holder = holding_session(mysql_server, db)
     try:
@@ -97,7 +101,7 @@ def test_dump_waiting_for_a_metadata_lock_gives_up_naming_the_session(mysql_serv
             dump_gives_up(db, env, syslog,
                           rf"^mariadb-dump waited more than 2 s for a table metadata lock on {db.name}\.{LOCKED} "
                           rf"\(--lock-timeout\), {'' if plugin else 'likely '}held by session {holder} \(user "
-                          rf"{mysql_server.admin_user}, host localhost, command Sleep, time \d+ s, query -\)"
+                          rf"{mysql_server.admin_user}, {HOST}, command Sleep, time \d+ s, query -\)"
                           r"( (and|or) .*)?; try again once it is released$")
         assert session.poll() is None, "the holding session must not be touched"
     finally:
@@ -117,7 +121,7 @@ def test_dump_as_an_account_without_process_names_its_own_sessions_only(mysql_se
     try:
         dump_gives_up(db, env, syslog,
                       rf"^mariadb-dump waited more than 2 s for a table metadata lock on {db.name}\.{LOCKED} "
-                      rf"\(--lock-timeout\), likely held by session {holder} \(user {user}, host localhost, "
+                      rf"\(--lock-timeout\), likely held by session {holder} \(user {user}, {HOST}, "
                       r"command Sleep, time \d+ s, query -\); try again once it is released$")
     finally:
         release(session)
@@ -139,7 +143,7 @@ def test_dump_queued_behind_an_upgrades_alter_table_names_the_open_transaction(m
     transaction - not the ALTER, which waits itself."""
     db = make_mysql(mysql_server, tmp_path)
     session, holder = holding_session(mysql_server, db, holds=f"BEGIN; SELECT COUNT(*) FROM {LOCKED}")
-    alter = subprocess.Popen(["mariadb", f"--socket={mysql_server.socket}", f"--user={mysql_server.admin_user}",
+    alter = subprocess.Popen(["mariadb", *mysql_server._mysql_conn(), f"--user={mysql_server.admin_user}",
                               f"--database={db.name}", "-e", f"ALTER TABLE {LOCKED} ADD COLUMN note INT"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={"PATH": BARE_PATH, **mysql_server.password_env()})
@@ -150,7 +154,7 @@ def test_dump_queued_behind_an_upgrades_alter_table_names_the_open_transaction(m
         dump_gives_up(db, env, syslog,
                       rf"^mariadb-dump waited more than 2 s for a table metadata lock on {db.name}\.{LOCKED} "
                       rf"\(--lock-timeout\), likely held by session {holder} \(user {mysql_server.admin_user}, "
-                      r"host localhost, command Sleep, time \d+ s, query -\); try again once it is released$")
+                      rf"{HOST}, command Sleep, time \d+ s, query -\); try again once it is released$")
     finally:
         release(session)
         assert alter.wait(30) == 0
@@ -178,6 +182,9 @@ def test_a_dump_the_watchdog_cannot_watch_runs_and_says_so(mysql_server, tmp_pat
     """An account the watchdog's driver cannot log in as (ed25519 without
     PyNaCl) but mariadb-dump can: the dump is not refused for its watchdog;
     it succeeds, and warns that its lock wait was unbounded."""
+    mariadb_only(mysql_server, "ed25519 authentication")
+    if not mysql_server.socket:
+        not_applicable("a local account ('localhost') needs the server's socket")
     db = make_mysql(mysql_server, tmp_path)
     user, password = f"ed_{db.name}", "ed-pw"
     mysql_server.sql("INSTALL SONAME 'auth_ed25519'")
@@ -192,3 +199,8 @@ def test_a_dump_the_watchdog_cannot_watch_runs_and_says_so(mysql_server, tmp_pat
         assert password not in result.stderr.decode()
     finally:
         mysql_server.sql(f"DROP USER IF EXISTS '{user}'@'localhost'; UNINSTALL SONAME 'auth_ed25519'")
+
+
+def mariadb_only(server, what: str) -> None:
+    if "mariadb" not in server.sql("SELECT VERSION()").lower():
+        not_applicable(f"{what} is MariaDB's")
