@@ -78,7 +78,7 @@ def dump(target: Target, out_fd: int, scope: str = "database",
     with engine.dump_command(target, scope, lock_timeout) as command, Child(
         command.argv, stdout=subprocess.PIPE, env_extra=command.env_extra,
         pass_fds=command.pass_fds, run_as=command.run_as,
-    ) as child:
+    ) as child, command.watching(child):
         writer = StreamWriter(out_fd, header, out_name)
         copied = copy_dump(child.stdout_fd, writer, Progress("dump"), observer=observer)
         code = child.wait()

@@ -30,8 +30,12 @@ def tool(name: str) -> str:
 
 
 def dump_command(target: Target, scope: str = "database"):
-    """Build the dump command and return (argv, env_extra, pass_fds, fd content)."""
-    with get_engine(target.type).dump_command(target, scope) as command:
+    """Build the dump command and return (argv, env_extra, pass_fds, fd content).
+    mysql: without a lock timeout - its watchdog would connect to the server;
+    the argv is the same either way."""
+    args = (0,) if target.type == "mysql" else ()
+    with get_engine(target.type).dump_command(target, scope, *args) as command:
+        assert command.watch is None
         content = os.read(command.pass_fds[0], 4096) if command.pass_fds else b""
         files = {k: open(v).read() for k, v in command.env_extra.items() if k == "PGPASSFILE"}
         return command, content, files

@@ -31,12 +31,18 @@ DUMP_LOCK_TIMEOUT = 300.0   # seconds a dump waits for a table lock (dbpipe-dump
 
 @dataclass(frozen=True)
 class DumpCommand:
-    """A dump tool invocation: argv plus what it needs besides argv."""
+    """A dump tool invocation: argv plus what it needs besides argv.  watch,
+    given the running tool, is a context around the whole dump: a watchdog
+    that may end the tool and, on leaving, raise why (mysql's lock waits)."""
 
     argv: list[str]
     env_extra: dict = field(default_factory=dict)
     pass_fds: tuple = ()
     run_as: RunAs | None = None
+    watch: Callable[[Child], contextlib.AbstractContextManager] | None = None
+
+    def watching(self, child: Child) -> contextlib.AbstractContextManager:
+        return self.watch(child) if self.watch else contextlib.nullcontext()
 
 
 class LiveChange:

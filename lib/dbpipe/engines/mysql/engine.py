@@ -29,6 +29,7 @@ from .sides import SCRATCH, SideNames, hold, remove_orphans, schemas, side_name
 from .rows import MysqlRows
 from .sql import (ERRORS, create_database, database_exists, drop_database, execute, mysql_errors, quote,
                   table_names)
+from .lockwatch import lock_watch
 from .swap import Swap
 
 DUMP_COMPLETE = b"\n-- Dump completed"
@@ -70,7 +71,8 @@ class MysqlEngine(Engine):
     # --- dump -------------------------------------------------------------
     @contextlib.contextmanager
     def dump_command(self, target: Target, scope: str, lock_timeout: float = DUMP_LOCK_TIMEOUT):
-        with mysql_option_fd(target.password) as fd:
+        with mysql_option_fd(target.password) as fd, \
+                lock_watch(lambda: self.connect(target), lock_timeout) as watch:
             argv = (
                 [dump_tool(), *mysql_option_args(target.defaults_file, fd), *connection_args(target)]
                 + ["--single-transaction", "--quick", "--routines", "--triggers", "--events",
@@ -79,7 +81,7 @@ class MysqlEngine(Engine):
                 # a cluster restore drops and recreates each dumped database: no stale tables
                 + (["--all-databases", "--add-drop-database"] if scope == "all" else ["--", target.database])
             )
-            yield DumpCommand(argv, pass_fds=(fd,) if fd is not None else ())
+            yield DumpCommand(argv, pass_fds=(fd,) if fd is not None else (), watch=watch)
 
     def dump_complete(self, tail: bytes) -> bool:
         return DUMP_COMPLETE in tail
@@ -94,7 +96,7 @@ class MysqlEngine(Engine):
     # --- control connection -----------------------------------------------
     @contextlib.contextmanager
     def connect(self, target: Target, database: str | None = None):
-        import pymysql  # here: with cryptography it costs ~40 ms of every start; dumps never connect
+        import pymysql  # here: with cryptography it costs ~40 ms of every start; only a dump's lock watch connects
 
         socket = target.socket
         if not (socket or target.port or target.defaults_file) and target.host in (None, "localhost"):
