@@ -76,7 +76,7 @@ def unwatched(why: Exception):
     @contextlib.contextmanager
     def watch(child):
         yield
-        if child.proc.returncode == 0:
+        if child.returncode == 0:
             log.warning("--lock-timeout was not enforced for this dump: %s", why)
     return watch
 
