@@ -80,6 +80,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def job_id(text: str) -> str:
+    """An argparse type: a Bareos JobId (%i), digits only."""
+    if not is_job_id(text):
+        raise argparse.ArgumentTypeError(f"not a Bareos JobId: {text!r}")
+    return text
+
+
 def seconds(text: str) -> float:
     """An argparse type: a duration in seconds, 0 or more."""
     try:

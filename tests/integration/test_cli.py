@@ -370,3 +370,13 @@ def test_physical_chains_follow_the_one_state_root(tmp_path, env, state_root):
     assert result.returncode == 0, result.stderr.decode()
     assert "nothing to forget" in result.stderr.decode()
     assert (state_root / "mariabackup" / "default" / "lock").exists()
+
+
+def test_a_bareos_job_that_is_no_job_id_is_a_usage_error(tmp_path):
+    """An unsubstituted %i or a path as --bareos-job names no job: one line and 64,
+    not a traceback in the job log."""
+    for value in ("%i", "../x", "abc"):
+        result = dbpipe("nextcloud-after-restore", str(tmp_path), "--bareos-job", value)
+        assert result.returncode == 64, result.stderr
+        assert last_line(result) == (f"nextcloud-after-restore: argument --bareos-job: not a Bareos JobId: "
+                                     f"{value!r} (see --help)")
