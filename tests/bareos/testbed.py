@@ -373,18 +373,7 @@ class Bareos:
             _end(client.proc)
         self.clients.clear()
         for daemon in reversed(DAEMONS):
-            proc = self.procs.pop(daemon, None)
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _end(self.procs.pop(daemon, None))
         if self.catalog is not None:
             from ..servers import destroy
             destroy(self.catalog)
