@@ -128,3 +128,27 @@ def test_the_database_stream_alone_is_loaded_as_before(make_site, bed):
     assert site.install.config().get("data-fingerprint") != fingerprint
     assert not site.install.maintenance and site.install.scanned() == []
     assert_nothing_left(bed)
+
+
+def test_one_file_from_a_dump_file_backup_leaves_the_database_alone(make_site, bed):
+    """Method 4.2 (backup-nextcloud-dumpfile): one file restored with
+    restore-nextcloud-dumpfile ends T without the dump file - the database
+    stays as it is and only the file's user is scanned."""
+    site = make_site("mysql")
+    report = user_file(site, "alice/files/report.txt", "quarterly figures\n", 0o640)
+    assert_ok(site.backup("backup-nextcloud-dumpfile"))
+    site.path("data/alice/files/report.txt").unlink()
+    site.db.change()
+    live, mark = content(site.db), len(site.install.commands())
+
+    restore = bed.bareos.run_job("restore client=bareos-fd fileset=nextcloud-dumpfile "
+                                 "restorejob=restore-nextcloud-dumpfile "
+                                 f"file={site.path('data/alice/files/report.txt')} current done")
+
+    assert_ok(restore)
+    assert described(site.path("data/alice/files/report.txt")) == report
+    assert content(site.db) == live, "the live database must not be touched"
+    assert site.install.scanned() == ["alice"]
+    assert [c for c in occ_since(site, mark) if not c.startswith("status")] == ["files:scan -- alice"]
+    assert not site.install.maintenance
+    assert_nothing_left(bed)

@@ -385,6 +385,58 @@ def test_files_restored_without_the_database_are_scanned_for_their_users(plain_i
         in text(result)
 
 
+def test_dump_file_method_one_file_restore_leaves_the_database_alone(plain_install, run_hook, env, tmp_path):
+    """restore-nextcloud-dumpfile with one file selected: neither the dump
+    file nor config/ came back, so the old dump file beside it is not loaded;
+    files:scan for the file's user."""
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    back_up(install, run_hook, dump)                 # an older dump file stays beside
+    install.database.change()
+    live, mark = content(install.database), len(install.commands())
+    restore_job(tmp_path, "44")
+    (install.root / "data" / "alice" / "files" / "report.txt").write_text("restored\n")
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--bareos-job", "44",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 0, text(result)
+    assert install.scanned() == ["alice"]
+    assert [c for c in install.commands()[mark:] if c.startswith(("maintenance:", "files:"))] == \
+        ["files:scan -- alice"]
+    assert not install.maintenance and content(install.database) == live
+
+
+def test_dump_file_method_loads_a_dump_file_the_job_put_back(plain_install, run_hook, env, tmp_path):
+    """The dump file came back in this job: the database is restored from it."""
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    back_up(install, run_hook, dump)
+    saved = content(install.database)
+    install.database.change()
+    restore_job(tmp_path, "45")
+    dump.write_bytes(dump.read_bytes())              # what Bareos writes: a new ctime
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--bareos-job", "45",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 0, text(result)
+    assert content(install.database) == saved and not install.maintenance
+
+
+def test_dump_file_method_config_without_its_dump_file_stays_an_error(plain_install, run_hook, env, tmp_path):
+    """config/ came back but the dump file did not: Nextcloud stays as it is."""
+    install, dump = plain_install, tmp_path / "nextcloud.sql"
+    saved = back_up(install, run_hook, dump)
+    restore_job(tmp_path, "46")
+    install.config_file.write_bytes(saved)
+
+    result = run_hook(RESTORE, install, "--dump-from", dump, "--bareos-job", "46",
+                      env={**env, "DBPIPE_STATE_DIR": str(tmp_path / "state-root")})
+
+    assert result.returncode == 65, text(result)
+    assert f"Bareos job 46 restored config/ but not the dump file {dump}" in last_line(result)
+    assert install.maintenance
+
+
 def test_a_restored_config_without_the_database_stays_an_error(plain_install, run_hook, env, tmp_path):
     """The start mark is there but config/ came back: a whole backup whose
     database stream did not arrive, which must not reopen Nextcloud."""

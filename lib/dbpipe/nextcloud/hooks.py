@@ -110,9 +110,13 @@ def after_restore(options: HookOptions, dump_from: str | None, target: Callable[
     From the first change of data on - the load passing its point of no
     return, or a config/ that came back from a backup - a failure leaves
     maintenance mode on and names the command that finishes the restore."""
-    if bareos_job and not _database_restored(JobLog(bareos_job), options):
-        _after_files_restore(options, JobLog(bareos_job), scan, report)
-        return
+    if bareos_job:
+        record = JobLog(bareos_job)
+        whole = (_dump_file_restored(record, dump_from, options) if dump_from
+                 else _database_restored(record, options))
+        if not whole:
+            _after_files_restore(options, record, scan, report)
+            return
     hook = Hook("nextcloud-after-restore", options, report)
     database = target() if dump_from else None
     with _open_dump(dump_from) as source, hook.session() as deadline:
@@ -162,6 +166,25 @@ def _database_restored(record: JobLog, options: HookOptions) -> bool:
     raise DataError(f"the database restore of Bareos job {record.job_id} {what}: Nextcloud is left as it "
                     f"is (closed if config/ was restored); restore the database again, then run "
                     f"nextcloud-after-restore {options.directory}{hint}")
+
+
+def _dump_file_restored(record: JobLog, dump_from: str, options: HookOptions) -> bool:
+    """Method 4.2 (the database comes back as a dump file): the database is
+    part of this restore when the job put the dump file back.  A job that put
+    back neither it nor config/ restored files only (one file, one folder).
+    config/ without the dump file is a whole backup restored without its
+    database, which must not reopen Nextcloud.  Without the start mark
+    (restore-nextcloud-dumpfile's Before script) the dump file is loaded, as
+    it always was."""
+    since = record.begun_ns()
+    if since is None or restored.restored_since(dump_from, since):
+        return True
+    config_dir = open_installation(options.directory, options.php).config_dir
+    if not restored.any_restored(config_dir, since):
+        return False
+    raise DataError(f"Bareos job {record.job_id} restored config/ but not the dump file {dump_from}: Nextcloud "
+                    f"is left as it is (closed); restore the dump file too, then run nextcloud-after-restore "
+                    f"{options.directory} --dump-from {dump_from}")
 
 
 def _after_files_restore(options: HookOptions, record: JobLog, scan: Scan, report: StepReport) -> None:

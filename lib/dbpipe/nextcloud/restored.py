@@ -40,6 +40,14 @@ def changed_since(top: str, since_ns: int) -> Iterator[str]:
             yield from changed_since(entry.path, since_ns)
 
 
+def restored_since(path: str, since_ns: int) -> bool:
+    """Whether the file at path came back (or changed) at since_ns or later."""
+    try:
+        return os.stat(path).st_ctime_ns >= since_ns
+    except FileNotFoundError:
+        return False
+
+
 def any_restored(top: str, since_ns: int) -> bool:
     return next(changed_since(top, since_ns), None) is not None
 
