@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from . import servers
+from testkit import servers
 from .dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
 from .helpers import SyslogCollector, bareos_env, write_secret
 

@@ -23,7 +23,7 @@ import pytest
 from ..conftest import SPECS
 from ..helpers import BARE_PATH, SyslogCollector, bareos_env
 from ..nextcloud import installs
-from ..prerequisites import missing_tools, packages_for
+from testkit.prerequisites import missing_tools, packages_for
 from . import testbed
 from .testbed import Bareos, ShippedConfig
 

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BARE_PATH, ROOT, bareos_env
 from ..nextcloud.test_new_machine import owned_by_nextcloud
 from .runbook import HEADER, Runner, blocks

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..helpers import BARE_PATH, ROOT
-from ..servers import Server, free_port, local_postgres
+from testkit.servers import Server, free_port, local_postgres
 
 SHIPPED = ROOT / "bareos-config"
 BUILD = ROOT / "tools" / "bareos-testbed-build"
@@ -386,7 +386,7 @@ class Bareos:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         if self.catalog is not None:
-            from ..servers import destroy
+            from testkit.servers import destroy
             destroy(self.catalog)
             self.catalog = None
 

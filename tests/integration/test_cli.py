@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from ..helpers import BIN, bareos_argv, bareos_env, dbpipe, last_line
-from ..prerequisites import not_applicable
+from testkit.prerequisites import not_applicable
 from .kit import (LeftoverWatch, assert_result, dump_bytes, limited_mysql, new_database, payload,
                   prepared, synthetic_stream, wait_for)
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..dbs import MysqlDatabase, PgsqlDatabase
 from ..helpers import dbpipe
 from .kit import (DUMP_TOOLS, LeftoverWatch, add_big_table, assert_failed, assert_result, finish,

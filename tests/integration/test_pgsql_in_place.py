@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..conftest import SPECS, unique
 from ..dbs import PgsqlDatabase
 from ..helpers import BARE_PATH, BIN, bareos_env, dbpipe, write_secret

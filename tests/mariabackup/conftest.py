@@ -20,7 +20,7 @@ import pytest
 from dbpipe.bareos import BpipePlugin, plugin_strings
 
 from ..helpers import BARE_PATH, ROOT, bareos_argv, bareos_env
-from ..servers import free_port
+from testkit.servers import free_port
 
 HERE = Path(__file__).resolve().parent
 SERVICE_MANAGER = str(HERE / "private-service")

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BARE_PATH, BIN, bareos_env, last_line
 from . import installs
 from . import test_scratch_account as scratch

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BIN, bareos_env, dbpipe, last_line
 from . import installs
 

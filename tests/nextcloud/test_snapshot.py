@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import BARE_PATH, BIN, dbpipe
-from ..prerequisites import require_root, require_tools
+from testkit.prerequisites import require_root, require_tools
 from . import btrfs, installs
 from .conftest import _install, lines, text
 
