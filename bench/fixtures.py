@@ -24,19 +24,19 @@ from testkit.paths import bareos_env  # noqa: E402  (the bare environment of a B
 def private_service():
     """(PrivateService, SERVICE_MANAGER): a MariaDB run by a private service
     manager, as the physical restore tests use (imported only when needed)."""
-    from tests.mariabackup.conftest import SERVICE_MANAGER, PrivateService
+    from testkit.mariadb_service import SERVICE_MANAGER, PrivateService
     return PrivateService, SERVICE_MANAGER
 
 
 def nextcloud_fixtures():
     """(btrfs, installs): loop-device btrfs and the Nextcloud double's installs."""
-    from tests.nextcloud import btrfs, installs
+    from testkit import btrfs, installs
     return btrfs, installs
 
 
 def bareos_fixtures():
-    """(testbed, BARE_PATH, bareos_env): the real Bareos daemons of tests/bareos."""
-    from tests.bareos import testbed
+    """(testbed, BARE_PATH, bareos_env): the real Bareos daemons tests/bareos runs."""
+    from testkit import testbed
     return testbed, servers.BARE_PATH, bareos_env
 
 

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from testkit import servers
-from .dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
+from testkit.dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
 from .helpers import SyslogCollector, bareos_env, write_secret
 
 SPECS = servers.server_specs()

@@ -14,7 +14,7 @@ import pytest
 
 from testkit import servers
 from ..helpers import BIN, bareos_env, dbpipe, last_line
-from . import installs
+from testkit import installs
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from ..helpers import BARE_PATH, BIN, dbpipe
 from testkit.prerequisites import require_root, require_tools
-from . import btrfs, installs
+from testkit import btrfs, installs
 from .conftest import _install, lines, text
 
 BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"

@@ -12,8 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..helpers import BARE_PATH
-from testkit.prerequisites import missing, missing_tools, packages_for
+from .servers import BARE_PATH
+from .prerequisites import missing, missing_tools, packages_for
 
 IMAGE_SIZE = "384M"
 TOOLS = ("mkfs.btrfs", "btrfs", "losetup", "mount", "umount")
