@@ -20,19 +20,14 @@ import datetime
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+from fixtures import ROOT, bareos_env, servers  # the bench's door to dbpipe and testkit
+from testkit.pitr import archive_command, base_backup, configure, owned_dir, switch_wal, wait_archived
 
-from tests import servers  # noqa: E402
-from tests.pitr.conftest import archive_command, configure, owned_dir, switch_wal, wait_archived  # noqa: E402
-from tests.pitr.test_pg_pitr import base_backup  # noqa: E402
-
-ENV = {"PATH": servers.BARE_PATH, "LANG": "C.UTF-8"}
+ENV = bareos_env()
 
 
 def timed(argv, **kwargs) -> tuple[float, subprocess.CompletedProcess]:

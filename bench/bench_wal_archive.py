@@ -23,19 +23,15 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-
-from tests import servers  # noqa: E402
-from tests.pitr.conftest import archive_command, configure, owned_dir  # noqa: E402
+from fixtures import ROOT, bareos_env, servers  # the bench's door to dbpipe and testkit
+from testkit.pitr import archive_command, configure, owned_dir
 
 SEGMENT = 16 << 20
-ENV = {"PATH": servers.BARE_PATH, "LANG": "C.UTF-8"}
+ENV = bareos_env()
 
 
 def timed(argv) -> float:

@@ -104,7 +104,7 @@ class BenchDatabase:
 
 class MariaDB(BenchDatabase):
     kind = "mysql"
-    # like a dedicated database server doing a bulk load; tests/servers.py already
+    # like a dedicated database server doing a bulk load; testkit/servers.py already
     # sets innodb_flush_log_at_trx_commit=0, skip-log-bin, max_allowed_packet=64M
     tuning = ("innodb_buffer_pool_size=2G", "innodb_log_file_size=1G",
               "innodb_io_capacity=2000")
@@ -153,7 +153,7 @@ class MariaDB(BenchDatabase):
 
 class PostgreSQL(BenchDatabase):
     kind = "pgsql"
-    # fsync=off and synchronous_commit=off come from tests/servers.py
+    # fsync=off and synchronous_commit=off come from testkit/servers.py
     tuning = ("shared_buffers='1GB'", "max_wal_size='4GB'", "maintenance_work_mem='512MB'",
               "checkpoint_timeout='30min'")
 

@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from . import servers
-from .dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
+from testkit import servers
+from testkit.dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
 from .helpers import SyslogCollector, bareos_env, write_secret
 
 SPECS = servers.server_specs()

@@ -19,18 +19,9 @@ from pathlib import Path
 
 from dbpipe.bareos import split_argv as bareos_argv  # noqa: F401 - Bareos' own rule, for the tests
 
-from .prerequisites import require_root
-from .servers import BARE_PATH
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "bin"
-
-
-def bareos_env(**extra: str) -> dict:
-    """The bare environment a Bareos file daemon gives its children."""
-    env = {"PATH": BARE_PATH, "LANG": "C.UTF-8"}
-    env.update({key: value for key, value in extra.items() if value is not None})
-    return env
+from testkit.paths import BIN, ROOT, bareos_env  # noqa: F401 - shared with the bench
+from testkit.prerequisites import require_root
+from testkit.servers import BARE_PATH  # noqa: F401
 
 
 def dbpipe(command: str, *args, stdin=None, env: dict | None = None, timeout: float = 300,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from .errors import DataError, NoInputError, UnavailableError
 from .files import state_root
+from .process import CONTROL_TIMEOUT, RECOVERY_TIMEOUT
 
 BPIPE_EXIT_FLAG = 0x10000000
 LEVEL_CODES = {"F": "full", "I": "incremental", "D": "differential"}     # $BareosJobLevel
@@ -185,7 +186,7 @@ class Bconsole:
 
     program: str
     config: str
-    timeout: float = 120.0
+    timeout: float = CONTROL_TIMEOUT
 
     def _run(self, commands: str, timeout: float | None = None):
         from .process import run
@@ -341,7 +342,7 @@ class Catalog(Bconsole):
                                    f"{result.last_error_line() or f'exit {result.code}'}")
         return int(queued.group(1))
 
-    def wait(self, job_id: int, timeout: float = 3600) -> CatalogJob:
+    def wait(self, job_id: int, timeout: float = RECOVERY_TIMEOUT) -> CatalogJob:
         from .process import run
         run([self.program, "-c", self.config], input=f"wait jobid={int(job_id)}\nquit\n", timeout=timeout)
         return self.job(job_id)

@@ -15,9 +15,10 @@ import tempfile
 
 from .errors import CantCreateError
 from .leftovers import TEMPORARY_DIRECTORY, owner_tag, sweep
+from .process import CONNECT_TIMEOUT
 
 # not secrets: fail instead of hanging on an unreachable host
-LIBPQ_ENVIRONMENT = {"PGCONNECT_TIMEOUT": "30"}
+LIBPQ_ENVIRONMENT = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT)}
 
 
 @contextlib.contextmanager

@@ -35,9 +35,15 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
 STDERR_LINES_KEPT = 40
 # How long a child may take, in seconds - every limit in one place.
-QUICK_TIMEOUT = 30.0      # a version query; reaping a killed child
-COMMAND_TIMEOUT = 300.0   # run()'s default: occ, psql control queries, systemctl, btrfs
-LONG_TIMEOUT = 600.0      # work on a whole database file (sqlite3 .backup, integrity_check)
+QUICK_TIMEOUT = 30.0      # a version query; a ping; reaping a killed child
+CONNECT_TIMEOUT = 30      # reaching a database server (an int: it is also written as --connect-timeout=N)
+SHORT_TIMEOUT = 60.0      # a mount or findmnt call; one HTTP request to Nextcloud's DAV
+CONTROL_TIMEOUT = 120.0   # one bconsole command; pg_ctl starting or stopping a recovery server
+COMMAND_TIMEOUT = 300.0   # run()'s default: occ, psql queries, systemctl, btrfs, pg_waldump, a trial shutdown
+SERVER_START_TIMEOUT = 300  # a restarted database server until it answers (--start-timeout)
+LONG_TIMEOUT = 600.0      # a whole database file (sqlite3 .backup, integrity_check, a binary log); a busy
+                          # server's stop
+RECOVERY_TIMEOUT = 3600.0  # a whole server recovered or copied back; a Bareos restore job (pitr --timeout)
 DRAIN_TIMEOUT = 5.0       # the stderr reader's last lines once the child has ended
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

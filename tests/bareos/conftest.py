@@ -22,10 +22,10 @@ import pytest
 
 from ..conftest import SPECS
 from ..helpers import BARE_PATH, SyslogCollector, bareos_env
-from ..nextcloud import installs
-from ..prerequisites import missing_tools, packages_for
-from . import testbed
-from .testbed import Bareos, ShippedConfig
+from testkit import installs
+from testkit.prerequisites import missing_tools, packages_for
+from testkit import testbed
+from testkit.testbed import Bareos, ShippedConfig
 
 PSEUDO_FILE = "/NEXTCLOUD/database.sql"
 

@@ -24,11 +24,11 @@ import time
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BARE_PATH, ROOT, bareos_env
 from ..nextcloud.test_new_machine import owned_by_nextcloud
 from .runbook import HEADER, Runner, blocks
-from .testbed import FileDaemon
+from testkit.testbed import FileDaemon
 
 REPLACEMENT = "nextcloud-new-fd"
 GONE = ("config", "data", "themes", "custom_apps")

@@ -13,7 +13,7 @@ import time
 import pytest
 from dbpipe.bareos import exit_code_of
 
-from .. import servers
+from testkit import servers
 from ..conftest import SPECS, make_mysql
 from .conftest import PSEUDO_FILE
 from .test_jobs import assert_nothing_left, content, occ_since, profile_values

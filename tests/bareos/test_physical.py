@@ -10,7 +10,9 @@ import shutil
 
 import pytest
 
-from ..mariabackup.conftest import PrivateService, change, populate, snapshot
+from testkit.mariadb_service import PrivateService
+
+from ..mariabackup.conftest import change, populate, snapshot
 from ..mariabackup.test_chain import restore
 from .test_jobs import assert_nothing_left, assert_ok
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BARE_PATH, bareos_env, dbpipe
-from ..pitr.conftest import archive_command, configure, owned_dir, switch_wal, wait_archived
+from testkit.pitr import archive_command, configure, owned_dir, switch_wal, wait_archived
 from ..pitr.test_pg_pitr import HERE, Workload, service_dir
-from ..mariabackup.conftest import SERVICE_MANAGER
+from testkit.mariadb_service import SERVICE_MANAGER
 from ..pitr.test_mariadb_pitr import Workload as MariaWorkload
 from ..pitr.test_mariadb_pitr import binlogging_service
 from .test_jobs import assert_ok

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import SPECS
-from ..nextcloud import btrfs, installs
+from testkit import btrfs, installs
 from .conftest import PSEUDO_FILE, SITES, Site, add_sample_files, database_for
 from .test_jobs import assert_nothing_left, assert_ok, assert_restored, change_everything, content, stable_config
 

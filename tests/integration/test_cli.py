@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from ..helpers import BIN, bareos_argv, bareos_env, dbpipe, last_line
-from ..prerequisites import not_applicable
+from testkit.prerequisites import not_applicable
 from .kit import (LeftoverWatch, assert_result, dump_bytes, limited_mysql, new_database, payload,
                   prepared, synthetic_stream, wait_for)
 
@@ -255,7 +255,7 @@ def test_keep_old_and_drop_old(prepared, fresh, env, private_tmp):
         directory = os.path.dirname(fresh.path)
         kept = [n for n in os.listdir(directory) if ".dbpipe-old-" in n]
         assert len(kept) == 1
-        from ..dbs import SqliteDatabase
+        from testkit.dbs import SqliteDatabase
         assert SqliteDatabase(os.path.join(directory, kept[0])).count("oc_blobs") == 5   # with row 9
         os.unlink(os.path.join(directory, kept[0]))
     assert "oc_added_later" not in (fresh.content() if fresh.kind == "sqlite" else fresh.fingerprint()).decode(
@@ -287,7 +287,7 @@ def test_restore_under_another_database_name(prepared, env, tmp_path):
     result = dbpipe("dbpipe-restore", *args, stdin=prepared.stream, env=env)
     assert result.returncode == 0, result.stderr
     if prepared.kind == "sqlite":
-        from ..dbs import SqliteDatabase
+        from testkit.dbs import SqliteDatabase
         assert SqliteDatabase(str(other)).content() == prepared.db.content()
     elif prepared.kind == "mysql":
         copy = type(prepared.db)(prepared.db.server, other)

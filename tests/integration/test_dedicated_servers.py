@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from .. import servers
-from ..dbs import MysqlDatabase, PgsqlDatabase
+from testkit import servers
+from testkit.dbs import MysqlDatabase, PgsqlDatabase
 from ..helpers import dbpipe
 from .kit import (DUMP_TOOLS, LeftoverWatch, add_big_table, assert_failed, assert_result, finish,
                   has_trailer, read_all, start, verify_bytes, wait_for_child)

@@ -22,8 +22,8 @@ import pytest
 
 from ..conftest import ENGINE_PARAMS, _engine_id
 from ..helpers import dbpipe
-from ..prerequisites import not_applicable
-from ..servers import free_port
+from testkit.prerequisites import not_applicable
+from testkit.servers import free_port
 from .kit import (DUMP_TOOLS, LOADERS, LeftoverWatch, add_big_table, alive, assert_failed, assert_result,
                   big, descendants, dump_bytes, error_line, finish, has_trailer, limited_mysql, new_database,
                   payload, prepared, read_all, start, synthetic_stream, verify_bytes, wait_for, wait_for_child)

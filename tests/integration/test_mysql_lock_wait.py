@@ -17,7 +17,7 @@ import pytest
 
 from ..conftest import make_mysql
 from ..helpers import BARE_PATH, dbpipe, write_secret
-from ..prerequisites import not_applicable
+from testkit.prerequisites import not_applicable
 from .kit import LeftoverWatch, assert_result, has_trailer, wait_for
 
 HOST = r"host [^,]+"   # localhost over the socket, address:port over TCP (docker servers)

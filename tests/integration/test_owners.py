@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ..dbs import SqliteDatabase
+from testkit.dbs import SqliteDatabase
 from ..helpers import chown_tree, dbpipe, id_without_account, reachable_tempdir
 from .test_roundtrip import content
 

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..conftest import SPECS, unique
-from ..dbs import PgsqlDatabase
+from testkit.dbs import PgsqlDatabase
 from ..helpers import BARE_PATH, BIN, bareos_env, dbpipe, write_secret
 from .kit import LeftoverWatch, assert_result, wait_for
 from .test_pg18 import client_18_env

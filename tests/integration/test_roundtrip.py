@@ -48,7 +48,7 @@ def test_stream_loads_by_hand_with_the_stock_client(database, env, tmp_path):
         copy = tmp_path / "by-hand.db"
         with open(stream, "rb") as handle:
             subprocess.run(["sqlite3", str(copy)], stdin=handle, check=True, env={"PATH": BARE_PATH})
-        from ..dbs import SqliteDatabase
+        from testkit.dbs import SqliteDatabase
         assert content(SqliteDatabase(str(copy))) == before
         return
     server = database.server

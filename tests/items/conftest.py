@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import bareos_env, dbpipe, write_secret
 from . import davdata
 

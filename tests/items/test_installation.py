@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..helpers import bareos_env, dbpipe
-from ..nextcloud import installs
+from testkit import installs
 from . import davdata as d
 from .compare import components_by_uid
 

@@ -132,7 +132,7 @@ def test_wrong_app_password_is_refused_with_exit_77(dav_dumps, radicale, env, tm
 
 
 def test_unreachable_server_gives_exit_69_and_removes_the_scratch_database(dav_dumps, radicale, env):
-    from ..servers import free_port
+    from testkit.servers import free_port
     dump = dav_dumps.get("pgsql")
     before = dump.databases()
 

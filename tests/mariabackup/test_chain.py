@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from ..helpers import BIN, bareos_argv, bareos_env, dbpipe, last_line
-from .conftest import (SERVICE_MANAGER, PrivateService, change, job_env, populate, profile_dir,
-                       run_reader, run_writer, snapshot)
+from testkit.mariadb_service import SERVICE_MANAGER, PrivateService
+
+from .conftest import change, job_env, populate, profile_dir, run_reader, run_writer, snapshot
 
 LEVELS = ["F", "I", "I", "D", "I"]
 LANDED = "var/lib/dbpipe/mariabackup-restore"

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from ..helpers import ROOT, dbpipe, reachable_tempdir
-from . import installs
+from testkit import installs
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from ..helpers import dbpipe, last_line
-from . import installs
+from testkit import installs
 
 
 def discover(install, **kw):

@@ -7,7 +7,7 @@ import os
 import shutil
 
 from ..helpers import bareos_env, dbpipe, last_line
-from . import installs
+from testkit import installs
 
 
 def fileset(install, *args):

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from ..helpers import chown_tree, dbpipe, id_without_account
-from . import installs
+from testkit import installs
 from .conftest import lines, text
 
 

@@ -16,9 +16,9 @@ import subprocess
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BARE_PATH, BIN, bareos_env, last_line
-from . import installs
+from testkit import installs
 from . import test_scratch_account as scratch
 from .test_scratch_account import dumped, nextcloud_on, only_peer
 

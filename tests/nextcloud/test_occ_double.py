@@ -12,7 +12,7 @@ import pytest
 
 from ..helpers import BARE_PATH
 from ..unit.test_occ_output import streams
-from . import installs
+from testkit import installs
 
 
 def expected(variant: str, name: str) -> tuple[int, str, str]:

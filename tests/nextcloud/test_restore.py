@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ..helpers import dbpipe, last_line
-from . import installs
+from testkit import installs
 from .conftest import lines, text
 
 

@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BIN, bareos_env, dbpipe, last_line
-from . import installs
+from testkit import installs
 
 
 @pytest.fixture(scope="module")

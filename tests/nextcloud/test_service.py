@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from ..servers import free_port
+from testkit.servers import free_port
 from .conftest import lines, text
 
 BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"

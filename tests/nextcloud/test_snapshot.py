@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ..helpers import BARE_PATH, BIN, dbpipe
-from ..prerequisites import require_root, require_tools
-from . import btrfs, installs
+from testkit.prerequisites import require_root, require_tools
+from testkit import btrfs, installs
 from .conftest import _install, lines, text
 
 BEFORE, AFTER = "nextcloud-before-backup", "nextcloud-after-backup"

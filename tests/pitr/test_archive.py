@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from ..helpers import bareos_env, dbpipe, last_line
-from .conftest import archive_command, archiver, configure, mounted_tmpfs, owned_dir, switch_wal, wait_archived
+from testkit.pitr import archive_command, archiver, configure, mounted_tmpfs, owned_dir, switch_wal, wait_archived
 
 SEGMENT = 16 << 20
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import BIN, bareos_env, dbpipe, last_line
-from ..mariabackup.conftest import SERVICE_MANAGER, PrivateService
+from testkit.mariadb_service import SERVICE_MANAGER, PrivateService
 
 
 class Workload:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from .. import servers
+from testkit import servers
 from ..helpers import BIN, bareos_env, dbpipe, last_line, write_secret
-from .conftest import archive_command, configure, owned_dir, switch_wal, wait_archived
+from testkit.pitr import archive_command, base_backup, configure, owned_dir, switch_wal, wait_archived
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,16 +79,6 @@ def service_dir(server, config_dir: Path | None = None) -> str:
         conf["config_dir"] = str(config_dir)
     (Path(server.workdir) / "service.json").write_text(json.dumps(conf))
     return server.workdir
-
-
-def base_backup(server, bases: Path) -> None:
-    reader = subprocess.Popen([str(BIN / "dbpipe-pg-basebackup"), *server.args()], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
-    stored = subprocess.run([str(BIN / "dbpipe-pg-basebackup"), "--from-stdin", "--into", str(bases)],
-                            stdin=reader.stdout, capture_output=True, env=bareos_env(), cwd="/")
-    reader.stdout.close()
-    assert reader.wait(120) == 0, reader.stderr.read().decode()
-    assert stored.returncode == 0, stored.stderr.decode()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from ..helpers import ROOT
 
 PROBE = textwrap.dedent("""
-    from tests.prerequisites import not_applicable, require_tools
+    from testkit.prerequisites import not_applicable, require_tools
 
     def test_needs_btrfs_progs():
         require_tools(["mkfs.btrfs", "losetup"], "/nonexistent", "snapshot tests")

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 from ..errors import PermissionDenied, UnavailableError, UsageError
 from ..log import log, register_secret
+from ..process import SHORT_TIMEOUT
 from .ical import property_value
 from .model import CALENDAR, Collection, Item
 
-TIMEOUT = 60
 CONTENT_TYPES = {CALENDAR: "text/calendar; charset=utf-8"}
 VCARD_TYPE = "text/vcard; charset=utf-8"
 UID_CONFLICT = re.compile(rb"no-uid-conflict|uid already exists", re.IGNORECASE)
@@ -40,7 +40,7 @@ class DavAccount:
     user: str
     password: str = field(repr=False)
     ca_file: str | None = None
-    timeout: float = TIMEOUT
+    timeout: float = SHORT_TIMEOUT
 
     def __post_init__(self):
         if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):

@@ -39,7 +39,7 @@ from ..errors import Cancelled, CantCreateError, DbpipeError, UnavailableError, 
 from ..files import fsync_directory
 from ..kept import KeptCopy, directory_size, keep_newest
 from ..log import log
-from ..process import Child
+from ..process import SERVER_START_TIMEOUT, Child
 from ..services import Service
 from ..snapshot.mounts import is_mounted
 from ..target import Target
@@ -60,7 +60,7 @@ class CopyBackRequest:
     service: Service
     target: Target                # how to reach the restarted server
     tools: Tools
-    start_timeout: float = 300
+    start_timeout: float = SERVER_START_TIMEOUT
     # what is closed around the swap (Nextcloud's restore cycle), yielding the LiveChange it reports to
     closed: Callable[[], AbstractContextManager[LiveChange]] | None = None
     state_dir: str | None = None  # chain state to retire: the next backup must be full

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from .. import cli
 from ..bareos import LEVELS, BareosJob
 from ..errors import UsageError
+from ..process import LONG_TIMEOUT, SERVER_START_TIMEOUT
 from ..services import Service, ServiceManager
 from ..target import Target
 from . import backup, chain, copyback, prepare, state, store
 from .tool import Tools
-
-SERVICE_TIMEOUT = 600  # a database server may take long to stop after a busy day
 
 
 # --- dbpipe-mariabackup -------------------------------------------------------------------
@@ -130,8 +129,8 @@ def _copy_back_parser(commands, nextcloud_options) -> None:
     sub.add_argument("--datadir", required=True, metavar="D", help="the server's data directory")
     sub.add_argument("--service", default="mariadb", help="service to stop and start (default: mariadb)")
     cli.add_service_manager(sub)
-    sub.add_argument("--start-timeout", type=cli.seconds, default=300, metavar="SECONDS",
-                     help="how long the restarted server may take to answer (default: 300)")
+    sub.add_argument("--start-timeout", type=cli.seconds, default=SERVER_START_TIMEOUT, metavar="SECONDS",
+                     help=f"how long the restarted server may take to answer (default: {SERVER_START_TIMEOUT})")
     nextcloud_options(sub)
     sub.add_argument("--state-dir", metavar="DIR", help="chain state of dbpipe-mariabackup to retire "
                      f"(default: {state.chains_root()}/default if it exists)")
@@ -145,7 +144,7 @@ def _run_copy_back(args: argparse.Namespace) -> None:
     default_state = os.path.join(state.chains_root(), "default")
     request = copyback.CopyBackRequest(
         directory=args.directory, datadir=args.datadir,
-        service=Service(args.service, ServiceManager.detect(args.service_manager, SERVICE_TIMEOUT)),
+        service=Service(args.service, ServiceManager.detect(args.service_manager, LONG_TIMEOUT)),
         target=cli.target_from_args(args, all_databases=True, base=Target(type="mysql")),
         tools=Tools.resolve(args.mariabackup, args.mbstream, extract=False),
         start_timeout=args.start_timeout, closed=args.closed(args), keep_old_copies=args.keep_old_copies,

@@ -28,7 +28,8 @@ from ..log import log
 from ..physical import prepare as physical_prepare
 from ..physical.chain import load_pieces
 from ..physical.tool import Tools
-from ..process import Child, RunAs, find_tool, run, start_detached
+from ..process import (COMMAND_TIMEOUT, LONG_TIMEOUT, QUICK_TIMEOUT, RECOVERY_TIMEOUT, Child, RunAs, find_tool,
+                       run, start_detached)
 from ..services import Service
 from .binlogs import number_of
 from .spool import Spool
@@ -47,7 +48,7 @@ class MariaRestore:
     datadir: str
     target: RecoveryTarget
     service: Service | None
-    timeout: float = 3600.0
+    timeout: float = RECOVERY_TIMEOUT
     check_only: bool = False
     drill: bool = False
 
@@ -59,7 +60,7 @@ def _finished(stored) -> datetime.datetime:
 
 def event_times(path: str) -> list[datetime.datetime]:
     result = run([find_tool("mariadb-binlog", "mysqlbinlog", package_hint="mariadb-client"),
-                  "--no-defaults", path], timeout=600)
+                  "--no-defaults", path], timeout=LONG_TIMEOUT)
     if result.code != 0:
         raise DataError(f"cannot read binary log {path}: {result.last_error_line()}")
     return [datetime.datetime.strptime(f"{day} {clock}", "%y%m%d %H:%M:%S").astimezone()
@@ -162,7 +163,7 @@ def restore(request: MariaRestore) -> str:
 
 def _build(tools: Tools, prepared: str, new: str, owner: RunAs | None) -> None:
     result = run([tools.mariabackup, "--no-defaults", "--copy-back", f"--target-dir={prepared}",
-                  f"--datadir={new}"], timeout=3600)
+                  f"--datadir={new}"], timeout=RECOVERY_TIMEOUT)
     if result.code != 0:
         raise UnavailableError(f"mariabackup --copy-back into {new} failed: {result.last_error_line()}")
     if owner:
@@ -193,8 +194,8 @@ def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position
         _wait_answering(sock, trial.poll, rundir, request.timeout)
         _replay(request.target, [spool.path(n) for n in logs], position, sock)
         run([find_tool("mariadb-admin", "mysqladmin"), "--no-defaults", f"--socket={sock}", "-uroot",
-             "shutdown"], timeout=300)
-        trial.wait(300)
+             "shutdown"], timeout=COMMAND_TIMEOUT)
+        trial.wait(COMMAND_TIMEOUT)
 
 
 def _serve_beside(new: str, owner: RunAs | None, timeout: float) -> str:
@@ -211,7 +212,7 @@ def _wait_answering(sock: str, exited, rundir: str, timeout: float) -> None:
     while time.monotonic() < deadline:
         if exited() is not None:
             raise UnavailableError(f"the recovery server did not start: see {rundir}/error.log")
-        if run(ping, timeout=30).code == 0:
+        if run(ping, timeout=QUICK_TIMEOUT).code == 0:
             return
         time.sleep(0.3)
     raise UnavailableError(f"the recovery server did not answer within {timeout:g} s")

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import DataError, NoInputError
-from ..process import run
+from ..process import COMMAND_TIMEOUT, run
 from . import walnames
 from .pgbase import StoredBase, finished_epoch, stored_bases, verify_stored
 from .spool import Spool
@@ -70,7 +70,7 @@ def coverage(spool: Spool, base: StoredBase, segment_bytes: int) -> Coverage:
 def last_commit(spool: Spool, segments: list[str], waldump: str) -> datetime.datetime | None:
     """The newest COMMIT time in the segments (searching from the newest)."""
     for name in reversed(segments):
-        result = run([waldump, "--path", spool.directory, name], timeout=300)
+        result = run([waldump, "--path", spool.directory, name], timeout=COMMAND_TIMEOUT)
         found = COMMIT_TIME.findall(result.stdout)
         if found:
             stamp, zone = found[-1]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .. import stamps
 from ..errors import DataError, UnavailableError
 from ..log import log
-from ..process import Child, RunAs, run
+from ..process import CONTROL_TIMEOUT, QUICK_TIMEOUT, RECOVERY_TIMEOUT, Child, RunAs, run
 from ..services import Service
 from .swap import swap
 from ..stream import write_all
@@ -45,7 +45,7 @@ class RecoveryRequest:
     datadir: str
     bindir: str
     service: Service | None        # None: leave the recovered server running beside
-    timeout: float = 3600.0
+    timeout: float = RECOVERY_TIMEOUT
     drill: bool = False            # remove what was recovered once it is verified
 
 
@@ -240,7 +240,7 @@ def _drop_block(datadir: str) -> None:
 
 # --- the trial server --------------------------------------------------------------------
 
-def _pg_ctl(request: RecoveryRequest, owner: RunAs | None, *args: str, timeout: float = 120):
+def _pg_ctl(request: RecoveryRequest, owner: RunAs | None, *args: str, timeout: float = CONTROL_TIMEOUT):
     return run([os.path.join(request.bindir, "pg_ctl"), *args], run_as=owner, timeout=timeout)
 
 
@@ -266,7 +266,7 @@ def _promoted(work: Workspace, request: RecoveryRequest, owner: RunAs | None) ->
     name = owner.user_name() if owner else "postgres"
     result = run([os.path.join(request.bindir, "psql"), "-X", "-A", "-t", "-h", work.run, "-p", str(work.port),
                   "-U", name or "postgres", "-d", "postgres", "-c", "SELECT pg_is_in_recovery()"],
-                 run_as=owner, timeout=30)
+                 run_as=owner, timeout=QUICK_TIMEOUT)
     return result.code == 0 and result.stdout.strip() == "f"
 
 

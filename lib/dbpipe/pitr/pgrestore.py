@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..log import log
-from ..process import find_tool
+from ..process import RECOVERY_TIMEOUT, find_tool
 from ..services import Service
 from . import pgarchive, pgrecover
 from .spool import Spool
@@ -23,7 +23,7 @@ class PgRestore:
     target: RecoveryTarget
     service: Service | None         # None: recover beside the live server
     bindir: str | None = None
-    timeout: float = 3600.0
+    timeout: float = RECOVERY_TIMEOUT
     check_only: bool = False
     drill: bool = False             # recover beside, report, remove
 

@@ -11,7 +11,7 @@ from .. import cli, stamps
 from ..bareos import Catalog
 from ..errors import UsageError
 from ..files import state_root
-from ..process import find_tool
+from ..process import RECOVERY_TIMEOUT, find_tool
 from ..services import Service, ServiceManager
 from . import fetch, mariarestore, pgrestore
 from .targettime import RecoveryTarget
@@ -38,7 +38,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="with --drill: remove the --wal and --bases directories afterwards (a drill's "
                              "fetched copy; never the spool)")
     parser.add_argument("--pg-bindir", metavar="DIR", help="server binaries (default: by PG_VERSION)")
-    parser.add_argument("--timeout", type=cli.seconds, default=3600.0, help="for the recovery (default: %(default)s)")
+    parser.add_argument("--timeout", type=cli.seconds, default=RECOVERY_TIMEOUT,
+                        help="for the recovery (default: %(default)s)")
     add_bareos(parser)
 
 

@@ -16,12 +16,11 @@ import os
 import re
 
 from ..errors import CantCreateError, ConfigError, DbpipeError, PermissionDenied, UnavailableError
-from ..process import find_tool, run
+from ..process import COMMAND_TIMEOUT, find_tool, run
 from .mounts import Mount
 from .provider import Provider, SnapshotInfo, Volume
 
 SUBVOLUME_ROOT_INODE = 256
-COMMAND_TIMEOUT = 300
 
 
 class BtrfsProvider(Provider):

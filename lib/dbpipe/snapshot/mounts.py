@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import PermissionDenied, UnavailableError
-from ..process import find_tool, run
+from ..process import SHORT_TIMEOUT, find_tool, run
 
 MOUNTINFO = "/proc/self/mountinfo"
-COMMAND_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def unmount(target: str) -> None:
 
 def _mount_command(argv: list[str], what: str) -> None:
     argv = [find_tool(argv[0], package_hint="util-linux"), *argv[1:]]
-    result = run(argv, timeout=COMMAND_TIMEOUT)
+    result = run(argv, timeout=SHORT_TIMEOUT)
     if result.code != 0:
         line = result.last_error_line() or f"exit {result.code}"
         if os.geteuid() != 0 or "permission denied" in line.lower() or "must be superuser" in line:

@@ -16,7 +16,7 @@ from ...credentials import mysql_option_args, mysql_option_fd
 from ...errors import DataError, PermissionDenied
 from ...kept import KeptCopy
 from ...log import log
-from ...process import Child, find_tool
+from ...process import CONNECT_TIMEOUT, Child, find_tool
 from ...safety import SafetyDumps
 from ...stream import Trailer
 from ...target import Target
@@ -39,7 +39,6 @@ DUMP_COMPLETE = b"\n-- Dump completed"
 SNAPSHOT_FIXED = (b"\n-- Table structure for table ", b"\n-- Temporary table structure for view ",
                   DUMP_COMPLETE)
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
-CONNECT_TIMEOUT = 30
 
 
 def dump_tool() -> str:

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 from contextlib import closing as _closing  # a sqlite3 connection's `with` only commits
 
-from .helpers import BARE_PATH
+from .servers import BARE_PATH
 from .servers import Server
 
 EMOJI_NAMES = ["Ordner 📁", "Zürich Überblick", "𝄞 music", "日本語ファイル", "plain.txt", "a'b\"c`d;$(x)"]

@@ -13,11 +13,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
-from ..helpers import BARE_PATH
+from .dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
+from .paths import ROOT
+from .servers import BARE_PATH
 
-HERE = Path(__file__).resolve().parent
-OCC_DOUBLE = HERE / "occ.php"
+OCC_DOUBLE = ROOT / "tests" / "nextcloud" / "occ.php"  # the test double of occ stays beside its tests
 WEB_USER = "www-data"
 USERS = ("alice", "bob")
 # the Nextcloud lines the occ double reproduces (see occ.php, "WHICH NEXTCLOUD"):

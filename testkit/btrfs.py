@@ -1,7 +1,7 @@
 """A real btrfs for the snapshot tests: a sparse image on a loop device
 (mount -o loop), removed again afterwards.  Where root or btrfs-progs are
 missing the tests skip naming the package - and fail in CI (CI=true), which
-installs them (tests/prerequisites.py); a kernel without btrfs or a machine
+installs them (testkit/prerequisites.py); a kernel without btrfs or a machine
 without loop devices skips everywhere, by design."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..helpers import BARE_PATH
-from ..prerequisites import missing, missing_tools, packages_for
+from .servers import BARE_PATH
+from .prerequisites import missing, missing_tools, packages_for
 
 IMAGE_SIZE = "384M"
 TOOLS = ("mkfs.btrfs", "btrfs", "losetup", "mount", "umount")

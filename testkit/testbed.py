@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..helpers import BARE_PATH, ROOT
-from ..servers import Server, free_port, local_postgres
+from .paths import ROOT
+from .servers import BARE_PATH, Server, free_port, local_postgres
 
 SHIPPED = ROOT / "bareos-config"
 BUILD = ROOT / "tools" / "bareos-testbed-build"
@@ -375,7 +375,7 @@ class Bareos:
         for daemon in reversed(DAEMONS):
             _end(self.procs.pop(daemon, None))
         if self.catalog is not None:
-            from ..servers import destroy
+            from .servers import destroy
             destroy(self.catalog)
             self.catalog = None
 
