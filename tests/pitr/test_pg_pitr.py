@@ -308,3 +308,64 @@ def test_base_backup_as_a_replication_role_with_a_password(tmp_path):
         assert len(list((tmp_path / "bases").glob("pgbase-*.dbpipe"))) == 1
     finally:
         servers.destroy(server)
+
+
+def logging_manager(directory: Path, occ_log: Path, events: Path) -> Path:
+    """pg-service, noting at each call how many occ calls had been made by then."""
+    manager = directory / "pg-service-logged"
+    manager.write_text(f"""#!/usr/bin/env python3
+import os, subprocess, sys
+calls = {str(occ_log)!r}
+count = sum(1 for _ in open(calls)) if os.path.exists(calls) else 0
+with open({str(events)!r}, "a") as log:
+    log.write(sys.argv[1] + " " + str(count) + "\\n")
+sys.exit(subprocess.run([{str(HERE / "pg-service")!r}, *sys.argv[1:]]).returncode)
+""")
+    manager.chmod(0o755)
+    return manager
+
+
+def test_nextcloud_is_closed_only_around_the_swap(archiving_pg, reachable):
+    """--nextcloud: the recovery runs with Nextcloud open; maintenance mode is
+    on from before the server stops until after it runs on the recovered
+    directory, with a new data fingerprint, then off as before."""
+    from ..nextcloud import installs
+    server, spool = archiving_pg
+    db, values = installs.pgsql_database(server)
+    install = installs.build(reachable / "nextcloud", values)
+    assert install.occ("maintenance:data-fingerprint").returncode == 0
+    fingerprint = install.config()["data-fingerprint"]
+    assert fingerprint
+    server.sql("CREATE TABLE oc_notes (id serial PRIMARY KEY, note text)", database=db.name)
+    bases = reachable / "bases"
+    base_backup(server, bases)
+    server.sql("INSERT INTO oc_notes (note) VALUES ('one'), ('two')", database=db.name)
+    time.sleep(1.2)
+    target = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=0.5)
+    time.sleep(0.7)
+    server.sql("INSERT INTO oc_notes (note) VALUES ('after the target'); DROP TABLE oc_filecache CASCADE",
+               database=db.name)
+    wait_archived(server, switch_wal(server))
+    state, events = reachable / "state", reachable / "service-events"
+    manager = logging_manager(reachable, install.root / "occ-calls.log", events)
+    (install.root / "occ-calls.log").unlink(missing_ok=True)
+
+    result = dbpipe("dbpipe-pitr-restore", "--to", target.isoformat(), "--datadir",
+                    Path(server.workdir) / "data", "--wal", spool, "--bases", bases, "--service",
+                    service_dir(server), "--service-manager", manager, "--nextcloud", install.root,
+                    "--nextcloud-state-dir", state, "--settle", "0", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "live data directory replaced" in result.stdout.decode()
+    assert server.sql("SELECT note FROM oc_notes ORDER BY id", database=db.name).split() == ["one", "two"]
+    assert server.sql("SELECT to_regclass('oc_filecache') IS NOT NULL", database=db.name) == "t"
+    renewed = install.config()["data-fingerprint"]
+    assert renewed and renewed != fingerprint
+    assert f"data fingerprint: updated to {renewed}" in result.stdout.decode()
+    assert not install.maintenance and not list(state.glob("*.json"))
+    commands = install.commands()
+    calls_at = [line.split() for line in events.read_text().splitlines()]
+    stopped = next(int(count) for action, count in calls_at if action == "stop")
+    started = [int(count) for action, count in calls_at if action == "start"][-1]
+    on, off = commands.index("maintenance:mode --on"), commands.index("maintenance:mode --off")
+    assert on < stopped <= started <= off, (commands, calls_at)
+    assert commands.index("maintenance:data-fingerprint") in range(started, off), commands
