@@ -350,17 +350,34 @@ def test_nextcloud_is_closed_only_around_the_swap(archiving_pg, reachable):
     manager = logging_manager(reachable, install.root / "occ-calls.log", events)
     (install.root / "occ-calls.log").unlink(missing_ok=True)
 
-    result = dbpipe("dbpipe-pitr-restore", "--to", target.isoformat(), "--datadir",
-                    Path(server.workdir) / "data", "--wal", spool, "--bases", bases, "--service",
-                    service_dir(server), "--service-manager", manager, "--nextcloud", install.root,
-                    "--nextcloud-state-dir", state, "--settle", "0", timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "live data directory replaced" in result.stdout.decode()
+    install.fail({"match": "maintenance:mode --on", "action": "pause", "seconds": 300})
+    data = Path(server.workdir) / "data"
+    live = data.stat().st_ino
+    proc = subprocess.Popen([str(BIN / "dbpipe-pitr-restore"), "--to", target.isoformat(), "--datadir", str(data),
+                             "--wal", str(spool), "--bases", str(bases), "--service", service_dir(server),
+                             "--service-manager", str(manager), "--nextcloud", str(install.root),
+                             "--nextcloud-state-dir", str(state), "--settle", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
+    try:
+        deadline = time.monotonic() + 300
+        while "maintenance:mode --on" not in install.commands():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.1)
+        # Nextcloud closes only now: the recovery has finished, nothing live has changed yet
+        logs = [p.read_text() for p in data.parent.glob("data.dbpipe-pitr-*.run/recovery.log")]
+        assert len(logs) == 1 and "recovery stopping before" in logs[0]
+        assert data.stat().st_ino == live and not events.exists()
+        assert server.sql("SELECT to_regclass('oc_filecache') IS NULL", database=db.name) == "t"
+    finally:
+        (install.root / "occ-resume").write_text("")
+        out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()
+    assert "live data directory replaced" in out.decode()
     assert server.sql("SELECT note FROM oc_notes ORDER BY id", database=db.name).split() == ["one", "two"]
     assert server.sql("SELECT to_regclass('oc_filecache') IS NOT NULL", database=db.name) == "t"
     renewed = install.config()["data-fingerprint"]
     assert renewed and renewed != fingerprint
-    assert f"data fingerprint: updated to {renewed}" in result.stdout.decode()
+    assert f"data fingerprint: updated to {renewed}" in out.decode()
     assert not install.maintenance and not list(state.glob("*.json"))
     commands = install.commands()
     calls_at = [line.split() for line in events.read_text().splitlines()]
