@@ -298,3 +298,153 @@ def test_base_backup_as_a_replication_role_with_a_password(tmp_path):
         assert len(list((tmp_path / "bases").glob("pgbase-*.dbpipe"))) == 1
     finally:
         servers.destroy(server)
+
+
+def logging_manager(directory: Path, occ_log: Path, events: Path) -> Path:
+    """pg-service, noting at each call how many occ calls had been made by
+    then.  DIRECTORY/fail-start-once fails the next start (a recovered server
+    that does not come up); DIRECTORY/hang-stop holds stop until
+    DIRECTORY/release appears, then fails it without stopping anything."""
+    manager = directory / "pg-service-logged"
+    manager.write_text(f"""#!/usr/bin/env python3
+import os, subprocess, sys, time
+here = {str(directory)!r}
+calls = {str(occ_log)!r}
+count = sum(1 for _ in open(calls)) if os.path.exists(calls) else 0
+with open({str(events)!r}, "a") as log:
+    log.write(sys.argv[1] + " " + str(count) + "\\n")
+if sys.argv[1] == "start" and os.path.exists(here + "/fail-start-once"):
+    os.unlink(here + "/fail-start-once")
+    sys.exit(1)
+if sys.argv[1] == "stop" and os.path.exists(here + "/hang-stop"):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(here + "/release") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sys.exit(1)
+sys.exit(subprocess.run([{str(HERE / "pg-service")!r}, *sys.argv[1:]]).returncode)
+""")
+    manager.chmod(0o755)
+    return manager
+
+
+class NextcloudOnPg:
+    """A Nextcloud (the occ double) whose database is the archiving server: a
+    base backup, two rows, the target, then a row and a dropped table after it."""
+
+    def __init__(self, archiving_pg, reachable: Path):
+        from ..nextcloud import installs
+        self.server, self.spool = archiving_pg
+        self.db, values = installs.pgsql_database(self.server)
+        self.install = installs.build(reachable / "nextcloud", values)
+        assert self.install.occ("maintenance:data-fingerprint").returncode == 0
+        self.fingerprint = self.install.config()["data-fingerprint"]
+        assert self.fingerprint
+        self.sql("CREATE TABLE oc_notes (id serial PRIMARY KEY, note text)")
+        self.bases = reachable / "bases"
+        base_backup(self.server, self.bases)
+        self.sql("INSERT INTO oc_notes (note) VALUES ('one'), ('two')")
+        time.sleep(1.2)
+        self.target = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=0.5)
+        time.sleep(0.7)
+        self.sql("INSERT INTO oc_notes (note) VALUES ('after the target'); DROP TABLE oc_filecache CASCADE")
+        wait_archived(self.server, switch_wal(self.server))
+        self.state, self.events, self.here = reachable / "state", reachable / "service-events", reachable
+        self.manager = logging_manager(reachable, self.install.root / "occ-calls.log", self.events)
+        (self.install.root / "occ-calls.log").unlink(missing_ok=True)
+
+    @property
+    def data(self) -> Path:
+        return Path(self.server.workdir) / "data"
+
+    def sql(self, statement: str) -> str:
+        return self.server.sql(statement, database=self.db.name)
+
+    def start_restore(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(BIN / "dbpipe-pitr-restore"), "--to", self.target.isoformat(), "--datadir", str(self.data),
+             "--wal", str(self.spool), "--bases", str(self.bases), "--service", service_dir(self.server),
+             "--service-manager", str(self.manager), "--nextcloud", str(self.install.root),
+             "--nextcloud-state-dir", str(self.state), "--settle", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
+
+    def live_is_after_the_accident(self) -> bool:
+        return self.sql("SELECT to_regclass('oc_filecache') IS NULL") == "t"
+
+
+def test_nextcloud_is_closed_only_around_the_swap(archiving_pg, reachable):
+    """--nextcloud: the recovery runs with Nextcloud open; maintenance mode is
+    on from before the server stops until after it runs on the recovered
+    directory, with a new data fingerprint, then off as before."""
+    nc = NextcloudOnPg(archiving_pg, reachable)
+    install, events = nc.install, nc.events
+    install.fail({"match": "maintenance:mode --on", "action": "pause", "seconds": 300})
+    live = nc.data.stat().st_ino
+    proc = nc.start_restore()
+    try:
+        deadline = time.monotonic() + 300
+        while "maintenance:mode --on" not in install.commands():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.1)
+        # Nextcloud closes only now: the recovery has finished, nothing live has changed yet
+        logs = [p.read_text() for p in nc.data.parent.glob("data.dbpipe-pitr-*.run/recovery.log")]
+        assert len(logs) == 1 and "recovery stopping before" in logs[0]
+        assert nc.data.stat().st_ino == live and not events.exists() and nc.live_is_after_the_accident()
+    finally:
+        (install.root / "occ-resume").write_text("")
+        out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()
+    assert "live data directory replaced" in out.decode()
+    assert nc.sql("SELECT note FROM oc_notes ORDER BY id").split() == ["one", "two"]
+    assert not nc.live_is_after_the_accident()
+    renewed = install.config()["data-fingerprint"]
+    assert renewed and renewed != nc.fingerprint
+    assert f"data fingerprint: updated to {renewed}" in out.decode()
+    assert not install.maintenance and not list(nc.state.glob("*.json"))
+    commands = install.commands()
+    calls_at = [line.split() for line in events.read_text().splitlines()]
+    stopped = next(int(count) for action, count in calls_at if action == "stop")
+    started = [int(count) for action, count in calls_at if action == "start"][-1]
+    on, off = commands.index("maintenance:mode --on"), commands.index("maintenance:mode --off")
+    assert on < stopped <= started <= off, (commands, calls_at)
+    assert commands.index("maintenance:data-fingerprint") in range(started, off), commands
+
+
+def test_nextcloud_reopens_when_the_swap_is_rolled_back(archiving_pg, reachable):
+    """The recovered server does not start: the old directory goes back and
+    so does maintenance mode; no new fingerprint, no record left."""
+    nc = NextcloudOnPg(archiving_pg, reachable)
+    (nc.here / "fail-start-once").write_text("")
+    proc = nc.start_restore()
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 69, err.decode()
+    line = err.decode().strip().splitlines()[-1]
+    assert "the recovered server did not start" in line and "old data directory is back in place" in line
+    assert nc.live_is_after_the_accident()                     # the live server as it was, running
+    assert not nc.install.maintenance and not list(nc.state.glob("*.json"))
+    assert nc.install.config()["data-fingerprint"] == nc.fingerprint
+    assert "maintenance:mode --on" in nc.install.commands()
+
+
+def test_kill_9_during_the_swap_leaves_nextcloud_closed_naming_the_finish(archiving_pg, reachable):
+    """Killed once the swap has begun: maintenance mode stays on, the record
+    names nextcloud-after-restore, which then finishes."""
+    nc = NextcloudOnPg(archiving_pg, reachable)
+    (nc.here / "hang-stop").write_text("")
+    proc = nc.start_restore()
+    try:
+        deadline = time.monotonic() + 300
+        while not (nc.events.exists() and "stop" in nc.events.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        (nc.here / "release").write_text("")
+    assert nc.install.maintenance
+    records = [p.read_text() for p in nc.state.glob("*.json")]
+    assert len(records) == 1 and "nextcloud-after-restore" in records[0], records
+    assert nc.live_is_after_the_accident()                     # never stopped: the held stop did nothing
+    finish = dbpipe("nextcloud-after-restore", nc.install.root, "--state-dir", nc.state, "--settle", "0")
+    assert finish.returncode == 0, finish.stderr
+    assert not nc.install.maintenance and not list(nc.state.glob("*.json"))
+    assert nc.install.config()["data-fingerprint"] != nc.fingerprint

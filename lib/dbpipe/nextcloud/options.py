@@ -77,9 +77,12 @@ def database_target(args: argparse.Namespace) -> Callable[[], Target]:
         args, base=discover_target(args.directory, php=args.php, timeout=args.command_timeout))
 
 
-def add_copy_back_options(parser: argparse.ArgumentParser) -> None:
-    """dbpipe-mariabackup-restore copy-back's Nextcloud options (physical/
-    knows no Nextcloud; the executable plugs these in)."""
+def add_copy_back_options(parser: argparse.ArgumentParser,
+                          command: str = "dbpipe-mariabackup-restore copy-back") -> None:
+    """The Nextcloud options of a restore that swaps a data directory in
+    place (copy-back, dbpipe-pitr-restore): physical/ and pitr/ know no
+    Nextcloud; the executable plugs these in.  command names the restore
+    in the record."""
     parser.add_argument("--nextcloud", metavar="NCDIR",
                         help="maintenance mode on during the swap, then a new data fingerprint, through "
                              "the hooks' cycle (lock and record)")
@@ -89,14 +92,15 @@ def add_copy_back_options(parser: argparse.ArgumentParser) -> None:
                              "(default: /var/lib/dbpipe)")
     parser.add_argument("--settle", type=cli.seconds, default=DEFAULT_SETTLE, metavar="SECONDS",
                         help=f"after maintenance on, wait for running requests (default: {DEFAULT_SETTLE:g})")
-    parser.set_defaults(closed=copy_back_closed)
+    parser.set_defaults(closed=functools.partial(copy_back_closed, command=command))
 
 
-def copy_back_closed(args: argparse.Namespace):
-    """--nextcloud: the hooks' restore cycle around copy-back's swap."""
+def copy_back_closed(args: argparse.Namespace, command: str = "dbpipe-mariabackup-restore copy-back"):
+    """--nextcloud: the hooks' restore cycle around the swap (a factory, entered
+    only around it), or None."""
     if not args.nextcloud:
         return None
-    from .hooks import closed_for_restore   # only copy-back with --nextcloud needs the hooks
+    from .hooks import closed_for_restore   # only a restore with --nextcloud needs the hooks
     options = HookOptions(args.nextcloud, php=args.php, settle=args.settle,
                           state_dir=args.nextcloud_state_dir or DEFAULT_STATE_DIR)
-    return functools.partial(closed_for_restore, "dbpipe-mariabackup-restore copy-back", options)
+    return functools.partial(closed_for_restore, command, options)

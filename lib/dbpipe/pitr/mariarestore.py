@@ -34,7 +34,7 @@ from ..services import Service
 from .binlogs import number_of
 from .spool import Spool
 from .pgrecover import drill_report
-from .swap import swap
+from .swap import Closed, swap
 from .targettime import RecoveryTarget, show
 
 EVENT_TIME = re.compile(r"^#(\d{6})\s+(\d{1,2}:\d\d:\d\d)\s+server id", re.M)
@@ -51,6 +51,7 @@ class MariaRestore:
     timeout: float = RECOVERY_TIMEOUT
     check_only: bool = False
     drill: bool = False
+    closed: Closed | None = None    # entered around the swap only (Nextcloud's restore cycle)
 
 
 def _finished(stored) -> datetime.datetime:
@@ -156,7 +157,7 @@ def restore(request: MariaRestore) -> str:
         return (f"recovered to {request.target}; the server runs beside the live one: data directory {new}, "
                 f"socket {sock}; stop it with mariadb-admin --socket={sock} shutdown")
     shutil.rmtree(new + ".run", ignore_errors=True)
-    old = swap(request.service, request.datadir, new, lambda _: False)
+    old = swap(request.service, request.datadir, new, lambda _: False, request.closed)
     return f"recovered to {request.target} (binary logs replayed up to it); live data directory replaced, " \
            f"the old one kept as {old}"
 

@@ -27,7 +27,7 @@ from ..errors import DataError, UnavailableError
 from ..log import log
 from ..process import CONTROL_TIMEOUT, QUICK_TIMEOUT, RECOVERY_TIMEOUT, Child, RunAs, run
 from ..services import Service
-from .swap import swap
+from .swap import Closed, swap
 from ..stream import write_all
 from ..transfer import Pump
 from .pgarchive import Plan
@@ -47,6 +47,7 @@ class RecoveryRequest:
     service: Service | None        # None: leave the recovered server running beside
     timeout: float = RECOVERY_TIMEOUT
     drill: bool = False            # remove what was recovered once it is verified
+    closed: Closed | None = None   # entered around the swap only (Nextcloud's restore cycle)
 
 
 @dataclass
@@ -115,7 +116,7 @@ def recover(plan: Plan, spool: Spool, request: RecoveryRequest) -> str:
     _stop(work, request, owner)
     _drop_block(work.new)
     restore_config(work.config)
-    old = swap(request.service, request.datadir, work.new, _running)
+    old = swap(request.service, request.datadir, work.new, _running, request.closed)
     work.remove_staging()
     return f"recovered to {plan.target} ({reached}); live data directory replaced, the old one kept as {old}"
 

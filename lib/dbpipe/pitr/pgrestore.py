@@ -12,6 +12,7 @@ from ..process import RECOVERY_TIMEOUT, find_tool
 from ..services import Service
 from . import pgarchive, pgrecover
 from .spool import Spool
+from .swap import Closed
 from .targettime import RecoveryTarget, show
 
 
@@ -26,6 +27,7 @@ class PgRestore:
     timeout: float = RECOVERY_TIMEOUT
     check_only: bool = False
     drill: bool = False             # recover beside, report, remove
+    closed: Closed | None = None    # entered around the swap only (Nextcloud's restore cycle)
 
 
 def restore(request: PgRestore) -> str:
@@ -40,4 +42,4 @@ def restore(request: PgRestore) -> str:
     if request.check_only:
         return summary
     return pgrecover.recover(plan, spool, pgrecover.RecoveryRequest(
-        request.datadir, bindir, request.service, request.timeout, request.drill))
+        request.datadir, bindir, request.service, request.timeout, request.drill, request.closed))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+from collections.abc import Callable
 
 from .. import cli, stamps
 from ..bareos import Catalog
@@ -17,7 +18,10 @@ from . import fetch, mariarestore, pgrestore
 from .targettime import RecoveryTarget
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
+def add_options(parser: argparse.ArgumentParser,
+                nextcloud_options: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """nextcloud_options adds --nextcloud and the like (pitr/ knows no
+    Nextcloud; the executable plugs them in, setting args.closed)."""
     parser.add_argument("--engine", choices=("pgsql", "mysql"), default="pgsql",
                         help="pgsql (WAL) or mysql (MariaDB binary logs) (default: %(default)s)")
     parser.add_argument("--to", required=True, metavar="TIME", help="'YYYY-MM-DD HH:MM:SS[+zone]' or latest")
@@ -41,6 +45,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=cli.seconds, default=RECOVERY_TIMEOUT,
                         help="for the recovery (default: %(default)s)")
     add_bareos(parser)
+    if nextcloud_options:
+        nextcloud_options(parser.add_argument_group("Nextcloud (with --service: closed around the swap)"))
 
 
 def add_bareos(parser: argparse.ArgumentParser) -> None:
@@ -90,11 +96,12 @@ def _fetch_dir(args: argparse.Namespace) -> str | None:
 def _restore(args: argparse.Namespace, target: RecoveryTarget, service: Service | None, fetched: str | None) -> str:
     wal, bases = _archive(args, target, fetched)
     datadir = os.path.abspath(args.datadir)
+    closed = args.closed(args) if getattr(args, "closed", None) and service else None
     if args.engine == "mysql":
         return mariarestore.restore(mariarestore.MariaRestore(
-            wal, bases, datadir, target, service, args.timeout, args.check, args.drill))
+            wal, bases, datadir, target, service, args.timeout, args.check, args.drill, closed))
     return pgrestore.restore(pgrestore.PgRestore(
-        wal, bases, datadir, target, service, args.pg_bindir, args.timeout, args.check, args.drill))
+        wal, bases, datadir, target, service, args.pg_bindir, args.timeout, args.check, args.drill, closed))
 
 
 def _archive(args: argparse.Namespace, target: RecoveryTarget, where: str | None) -> tuple[str, str]:
