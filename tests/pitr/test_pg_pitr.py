@@ -332,7 +332,7 @@ class NextcloudOnPg:
     base backup, two rows, the target, then a row and a dropped table after it."""
 
     def __init__(self, archiving_pg, reachable: Path):
-        from ..nextcloud import installs
+        from testkit import installs
         self.server, self.spool = archiving_pg
         self.db, values = installs.pgsql_database(self.server)
         self.install = installs.build(reachable / "nextcloud", values)
