@@ -40,8 +40,11 @@ def fs():
 def snapshot_root():
     root = Path(tempfile.mkdtemp(prefix="dbpipe-view-"))
     yield root
-    assert btrfs.mounts_below(root) == [], "bind mounts left behind"
+    left = btrfs.mounts_below(root)
+    for point in reversed(left):        # a failed test must not leak mounts into the next
+        subprocess.run(["umount", "--lazy", point], check=False)
     subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+    assert left == [], "bind mounts left behind"
 
 
 @pytest.fixture

@@ -225,7 +225,7 @@ class Hook:
             self.maintenance.switch_off()
             if state.switched_on and self.maintenance.off_at:
                 self.report.step(f"maintenance window: "
-                                 f"{self.maintenance.off_at - state.switched_on:.1f} s")
+                                 f"{self.maintenance.window_since(state.switched_on):.1f} s")
         self.store.clear()
 
     def start_services(self, state: HookState) -> None:

@@ -80,6 +80,11 @@ class Maintenance:
             self.report.step("maintenance mode: already off")
         self.remove_marker()
 
+    def window_since(self, start: float) -> float:
+        """The window in the one rounding both the job log line and the
+        record use, so the two never disagree in their last digit."""
+        return round(self.off_at - start, 3)
+
     def remove_marker(self) -> None:
         if self.marker_present():
             self.config.delete(MARKER)

@@ -94,7 +94,7 @@ def take_window(hook: Hook, database: Target) -> None:
             closed.append(True)
             if hook.maintenance.off_at:
                 # what the hook printed as 'maintenance window' (saved with the record's next save)
-                record.window = round(hook.maintenance.off_at - (state.switched_on or clock.marks[0][1]), 3)
+                record.window = hook.maintenance.window_since(state.switched_on or clock.marks[0][1])
                 clock.mark("off", hook.maintenance.off_at)
                 report.step(f"window: {clock.breakdown()}")
 

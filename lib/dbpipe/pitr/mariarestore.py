@@ -22,7 +22,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from .. import stamps
 from ..errors import DataError, NoInputError, UnavailableError
 from ..log import log
 from ..physical import prepare as physical_prepare
@@ -34,7 +33,7 @@ from ..services import Service
 from .binlogs import number_of
 from .spool import Spool
 from .pgrecover import drill_report
-from .swap import Closed, swap
+from .swap import Closed, sibling, swap
 from .targettime import RecoveryTarget, show
 
 EVENT_TIME = re.compile(r"^#(\d{6})\s+(\d{1,2}:\d\d:\d\d)\s+server id", re.M)
@@ -139,7 +138,7 @@ def restore(request: MariaRestore) -> str:
     logs = needed_logs(spool, first)
     log.info("%s; replaying %s:%d .. %s up to %s", prepared.describe(), first, position, logs[-1], request.target)
     owner = RunAs.owner_of(request.datadir)
-    new = f"{request.datadir.rstrip('/')}.dbpipe-pitr-{stamps.for_name()}"
+    new = sibling(request.datadir, "pitr", claim=True)
     try:
         _build(tools, prepared_dir, new, owner)
         _trial_replay(request, spool, logs, position, new, owner)

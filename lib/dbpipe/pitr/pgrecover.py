@@ -22,12 +22,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .. import stamps
 from ..errors import DataError, UnavailableError
 from ..log import log
 from ..process import CONTROL_TIMEOUT, QUICK_TIMEOUT, RECOVERY_TIMEOUT, Child, RunAs, run
 from ..services import Service
-from .swap import Closed, swap
+from .swap import Closed, sibling, swap
 from ..stream import write_all
 from ..transfer import Pump
 from .pgarchive import Plan
@@ -60,7 +59,7 @@ class Workspace:
 
     @classmethod
     def beside(cls, datadir: str) -> "Workspace":
-        base = f"{datadir.rstrip('/')}.dbpipe-pitr-{stamps.for_name()}"
+        base = sibling(datadir, "pitr")
         return cls(base, base + ".wal", base + ".run", _free_port())
 
     def remove_staging(self) -> None:

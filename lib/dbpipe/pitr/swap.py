@@ -26,6 +26,25 @@ from ..log import log
 from ..services import Service
 
 Closed = Callable[[], AbstractContextManager[LiveChange]]
+STAGING = ("", ".run", ".wal", ".failed")       # what a recovery puts beside its directory
+
+
+def sibling(live: str, tag: str, claim: bool = False) -> str:
+    """LIVE.dbpipe-<tag>-<time>, unused with all its staging names: two
+    restores in one second (a --beside server still running from the last
+    one) must never share a directory.  claim makes it, empty and 0700, so a
+    concurrent run cannot take it meanwhile."""
+    base = f"{live.rstrip('/')}.dbpipe-{tag}-{stamps.for_name()}"
+    for number in range(1, 1000):
+        name = base if number == 1 else f"{base}-{number}"
+        if any(os.path.lexists(name + extra) for extra in STAGING):
+            continue
+        if not claim:
+            return name
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700)
+            return name
+    raise UnavailableError(f"no free name beside {live} ({base}-*): remove the old ones")
 
 
 def swap(service: Service, live: str, new: str, still_running: Callable[[str], bool],
@@ -36,7 +55,7 @@ def swap(service: Service, live: str, new: str, still_running: Callable[[str], b
 
 def _swap(service: Service, live: str, new: str, still_running: Callable[[str], bool],
           change: LiveChange) -> str:
-    old = f"{live}.dbpipe-old-{stamps.for_name()}"
+    old = sibling(live, "old")
     change.begin()  # durably first: a run killed from here on leaves a record saying so
     try:
         service.stop()
