@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import signal
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -18,6 +19,7 @@ import time
 
 import pytest
 
+from testkit.dbs import SqliteDatabase
 from ..conftest import make_mysql
 from ..helpers import dbpipe
 from .kit import (LeftoverWatch, add_big_table, assert_failed, assert_result, dump_bytes, finish,
@@ -266,3 +268,47 @@ def test_two_atomic_restores_started_together_both_succeed(server_pool, tmp_path
     assert [n for n in side_databases(server, "new") | side_databases(server, "old")
             if n.startswith(db.name)] == []
     server.drop_database(db.name)
+
+
+def test_a_sqlite_restore_killed_while_copying_the_old_database_leaves_no_half_undo_copy(tmp_path, env):
+    """The copy of the database a restore replaces is made under a temporary
+    name: a kill during the copy leaves no half file named like an undo copy
+    (it would count as one and push a real one out), and the next restore
+    sweeps it and keeps a whole copy, as private as the database."""
+    data = tmp_path / "data"
+    data.mkdir()
+    db = SqliteDatabase(str(data / "owncloud.db"))
+    db.populate()
+    with sqlite3.connect(db.path) as con:       # ~120 MB: a copy that takes a while
+        con.execute("CREATE TABLE oc_big (id INTEGER PRIMARY KEY, payload BLOB)")
+        con.execute("INSERT INTO oc_big (payload) SELECT randomblob(4000) FROM "
+                    "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+                    "SELECT i FROM n)")
+    os.chmod(db.path, 0o640)
+    stream = tmp_path / "stream.sql"
+    with open(stream, "wb") as out:
+        assert dbpipe("dbpipe-dump", *db.args(), stdout=out, env=env).returncode == 0
+    db.change()
+    live = db.fingerprint()
+
+    with LeftoverWatch() as watch, open(stream, "rb") as source:
+        proc = start("dbpipe-restore", *db.args(), env=env, stdin=source)
+        wait_for(lambda: any(".dbpipe-keep-" in n for n in os.listdir(data)), "the undo copy being written",
+                 timeout=120, interval=0.005)
+        copier = wait_for_child(proc.pid, ("sqlite3",))
+        proc.kill()
+        os.kill(copier.pid, signal.SIGKILL)
+        finish(proc)
+        watch.leftovers()
+    assert [n for n in os.listdir(data) if ".dbpipe-old-" in n] == []
+    assert db.fingerprint().split(b"\n")[0] == live.split(b"\n")[0]     # its bytes; temporaries lie beside
+
+    with open(stream, "rb") as source:
+        result = dbpipe("dbpipe-restore", *db.args(), stdin=source, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    [kept] = [n for n in os.listdir(data) if ".dbpipe-old-" in n]
+    assert [n for n in os.listdir(data) if ".dbpipe-keep-" in n] == []
+    assert stat.S_IMODE(os.stat(data / kept).st_mode) == 0o640
+    with sqlite3.connect(f"file:{data / kept}?mode=ro", uri=True) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert con.execute("SELECT COUNT(*) FROM oc_big").fetchone() == (30000,)

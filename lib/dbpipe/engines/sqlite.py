@@ -104,13 +104,24 @@ class SqliteEngine(Engine):
 
     def _keep_previous(self, path: str, owner: RunAs | None) -> str:
         """A consistent copy of the current database (WAL content included),
-        never over an earlier restore's copy (two restores in one second)."""
+        never over an earlier restore's copy (two restores in one second).
+        Written under a temporary name with the live file's mode and only
+        then given its kept name: a run killed during the copy leaves an
+        unfinished file the next run sweeps, never a half copy that looks
+        like an undo copy, and the copy is never readable by more people
+        than the database."""
         kept = stamped = f"{path}{KEPT}{stamps.for_name()}"
         for number in range(2, 1000):
             if not os.path.lexists(kept):
                 break
             kept = f"{stamped}-{number}"
-        self._sql(path, f".backup {_dot_command_quote(kept)}", owner, readonly=True)
+        directory = os.path.dirname(path)
+        with temporary_beside(directory, f".{os.path.basename(path)}.dbpipe-keep-",
+                              os.stat(path).st_mode & 0o777, owner, SIDE_FILES) as (handle, copy):
+            self._sql(path, f".backup {_dot_command_quote(copy)}", owner, readonly=True)
+            os.fsync(handle.fileno())
+            os.link(copy, kept)         # never over a file that appeared meanwhile
+        fsync_directory(directory)
         return kept
 
     def _sql(self, path: str, statement: str, owner: RunAs | None, readonly=False) -> str:
