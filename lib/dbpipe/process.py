@@ -316,6 +316,12 @@ def _past_no_return() -> bool:
     return any(_scopes)
 
 
+def past_no_return() -> str | None:
+    """What is being replaced now that stopping could leave broken (the first
+    point of no return passed), or None: a deadline waits while it is set."""
+    return next((passed[0] for passed in _scopes if passed), None)
+
+
 @contextlib.contextmanager
 def no_return_scope():
     """A block (a whole restore) that may pass a point of no return.  From

@@ -13,7 +13,9 @@ import signal
 
 from ..errors import Cancelled, UnavailableError
 from ..log import log
-from ..process import CANCEL_SIGNALS, signals_handled
+from ..process import CANCEL_SIGNALS, past_no_return, signals_handled
+
+RECHECK = 0.5      # seconds: how soon a deadline held back by a point of no return looks again
 
 
 class HookTimeout(UnavailableError):
@@ -24,8 +26,19 @@ class Deadline:
     def __init__(self, seconds: float | None):
         self.seconds = seconds or 0
         self._handled = contextlib.nullcontext()
+        self._held = False
 
     def _fire(self, _signum, _frame):
+        """Past a point of no return the restore finishes first (stopping
+        there would leave the live data half replaced, as a cancel would);
+        the deadline strikes as soon as that is over."""
+        passed = past_no_return()
+        if passed:
+            if not self._held:
+                log.warning("the --timeout of %g s passed %s; that finishes first", self.seconds, passed)
+                self._held = True
+            signal.setitimer(signal.ITIMER_REAL, RECHECK)
+            return
         self.disarm()
         raise HookTimeout(f"timed out after {self.seconds:g} s (--timeout)")
 
