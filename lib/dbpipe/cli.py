@@ -130,10 +130,11 @@ def restore_options(args: argparse.Namespace) -> RestoreOptions:
                           keep_old_copies=args.keep_old_copies, lock_timeout=args.lock_timeout)
 
 
-def add_lock_timeout(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+def add_lock_timeout(parser: argparse.ArgumentParser, default: float, what: str,
+                     dest: str = "lock_timeout") -> None:
     """--lock-timeout SECONDS: how long a dump or restore waits for a lock
     another session holds before it gives up with exit 75 (try again later)."""
-    parser.add_argument("--lock-timeout", type=seconds, default=default, metavar="SECONDS",
+    parser.add_argument("--lock-timeout", type=seconds, default=default, metavar="SECONDS", dest=dest,
                         help=f"{what}: give up (exit 75, naming the session holding the lock) after "
                              f"waiting SECONDS for a lock (default: {default:g}; 0: wait for ever)")
 

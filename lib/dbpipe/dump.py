@@ -102,11 +102,13 @@ def dump(target: Target, out_fd: int, scope: str = "database",
 
 
 def dump_to_file(target: Target, path: str, scope: str = "database",
-                 job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None) -> Trailer:
+                 job: BareosJob | None = None, on_snapshot: Callable[[], None] | None = None,
+                 lock_timeout: float = DUMP_LOCK_TIMEOUT) -> Trailer:
     """Dump into a 0600 file that appears atomically and only once its trailer
     has been read back and verified; a failed dump leaves no file behind."""
     with atomic_write(path) as handle:
-        trailer = dump(target, handle.fileno(), scope, job, on_snapshot, out_name=path)
+        trailer = dump(target, handle.fileno(), scope, job, on_snapshot, out_name=path,
+                       lock_timeout=lock_timeout)
         handle.seek(0)
         verify(handle.fileno(), path)
     log.info("dump written to %s", path)

@@ -12,6 +12,7 @@ import subprocess
 import time
 
 from ..helpers import chown_tree, dbpipe, id_without_account
+from ..integration.test_mysql_lock_wait import holding_session, release
 from testkit import installs
 from .conftest import lines, text
 
@@ -208,6 +209,26 @@ def test_database_down_during_dump_puts_maintenance_back(pgsql_install, run_hook
     result = run_hook(AFTER, pgsql_install, "--dump-to", dump)
     assert result.returncode == 0
     assert "nothing to put back" in text(result)
+
+
+def test_a_dump_waiting_for_a_lock_gives_up_after_the_hooks_lock_timeout_and_reopens(
+        mysql_install, run_hook, state_dir, tmp_path):
+    """An admin's LOCK TABLES holds the dump off while Nextcloud is closed:
+    --lock-timeout bounds how long users are shut out for it (default 300 s)."""
+    dump = tmp_path / "nextcloud.sql"
+    db = mysql_install.database
+    session, holder = holding_session(db.server, db)
+    try:
+        started = time.monotonic()
+        result = run_hook(BEFORE, mysql_install, "--dump-to", dump, "--lock-timeout", "2")
+        elapsed = time.monotonic() - started
+    finally:
+        release(session)
+    assert result.returncode == 75, text(result)
+    assert elapsed < 30, elapsed
+    assert "(--lock-timeout)" in text(result) and f"session {holder}" in text(result), text(result)
+    assert_back_to_normal(mysql_install, state_dir)
+    assert not dump.exists()
 
 
 def test_sigterm_during_the_before_hook_puts_maintenance_back(plain_install, start_hook, state_dir):

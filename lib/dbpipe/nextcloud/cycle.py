@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass
 
 from .. import stamps
-from ..engines.base import LiveChange
+from ..engines.base import DUMP_LOCK_TIMEOUT, LiveChange
 from ..errors import DbpipeError, TempFailure, UsageError
 from ..log import log
 from ..snapshot import DEFAULT_ROOT as DEFAULT_SNAPSHOT_ROOT
@@ -48,6 +48,8 @@ class HookOptions:
     service_manager: str | None = None
     snapshot: bool = False               # before-backup: close only for a snapshot
     snapshot_root: str = DEFAULT_SNAPSHOT_ROOT
+    # before-backup's own dump (--dump-to, --snapshot): Nextcloud stays closed while it waits for a lock
+    dump_lock_timeout: float = DUMP_LOCK_TIMEOUT
 
     @property
     def method(self) -> str:

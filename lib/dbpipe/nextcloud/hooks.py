@@ -57,7 +57,8 @@ def before_backup(options: HookOptions, dump_to: str | None,
         with hook.protecting(state, deadline):  # nothing unfinished: any failure puts back
             hook.quiesce(state)
             if dump_to:
-                trailer = dump_to_file(database, dump_to, job=BareosJob.from_environ())
+                trailer = dump_to_file(database, dump_to, job=BareosJob.from_environ(),
+                                       lock_timeout=options.dump_lock_timeout)
                 report.step(f"database dump: {dump_to} ({human_bytes(trailer.bytes)}, "
                             f"sha256 {trailer.sha256[:16]}...)")
     report.step("done: consistent until nextcloud-after-backup runs")

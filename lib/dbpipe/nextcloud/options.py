@@ -50,6 +50,13 @@ def add_snapshot_options(parser: argparse.ArgumentParser, switch: str = "--snaps
                             "number of components of DIR plus one)")
 
 
+def add_dump_lock_timeout(parser: argparse.ArgumentParser) -> None:
+    """The before hook's dump waits for locks while Nextcloud is closed: an
+    admin may want it to give up (and reopen) sooner than a plain dump."""
+    cli.add_lock_timeout(parser, HookOptions.dump_lock_timeout, "the dump of --dump-to or --snapshot, "
+                         "while Nextcloud is closed", dest="dump_lock_timeout")
+
+
 def hook_options(args: argparse.Namespace) -> HookOptions:
     services = tuple(getattr(args, "services", None) or ())
     if getattr(args, "service_manager", None) and not services:
@@ -59,6 +66,7 @@ def hook_options(args: argparse.Namespace) -> HookOptions:
                        timeout=args.timeout, services=services,
                        service_manager=getattr(args, "service_manager", None),
                        snapshot=getattr(args, "snapshot", False),
+                       dump_lock_timeout=getattr(args, "dump_lock_timeout", HookOptions.dump_lock_timeout),
                        snapshot_root=os.path.abspath(getattr(args, "snapshot_root", None)
                                                      or DEFAULT_SNAPSHOT_ROOT))
 

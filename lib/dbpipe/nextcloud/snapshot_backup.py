@@ -107,7 +107,7 @@ def take_window(hook: Hook, database: Target) -> None:
             report.step(f"snapshot: {len(record.snapshots)} read-only snapshot(s) of "
                         f"{', '.join(t.source for t in record.snapshots)}")
             trailer = dump_to_file(database, record.stream, job=BareosJob.from_environ(),
-                                   on_snapshot=close_window)
+                                   on_snapshot=close_window, lock_timeout=hook.options.dump_lock_timeout)
             record.stream_ready = True
             view.identify(record, store)
             report.step(f"database: {human_bytes(trailer.bytes)} as of the window, verified "
