@@ -290,6 +290,7 @@ _starting: list[bool] = []  # non-empty while a child is being started
 _held: list[int] = []       # a cancel signal that arrived meanwhile
 _fired: list[int] = []      # the cancel signal that was acted on (later ones are ignored)
 _scopes: list[list[str]] = []  # per no_return_scope: the points of no return passed in it
+_completed: list[bool] = []    # the program's last work is done: nothing is left to cancel
 
 
 @contextlib.contextmanager
@@ -342,6 +343,13 @@ def no_return_scope():
     _drop_held(passed, "the restore had passed its point of no return and is complete: nothing was cancelled")
 
 
+def work_completed() -> None:
+    """The program's last piece of work is done (dbpipe-restore: 'restore
+    complete' is next): a cancel from here on has nothing left to stop and
+    must not turn the success into exit 143; it is named at the end instead."""
+    _completed.append(True)
+
+
 def point_of_no_return(what: str) -> None:
     """From here to the end of the enclosing no_return_scope, cancels wait."""
     if _scopes:
@@ -364,7 +372,7 @@ def cancellable():
     def handler(signum, _frame):
         if not _fired:
             _fired.append(signum)
-            if _starting or _past_no_return():
+            if _starting or _past_no_return() or _completed:
                 _held.append(signum)
                 return
             raise Cancelled(signum)
@@ -373,8 +381,12 @@ def cancellable():
         # done: a cancel now has nothing left to stop, and must not turn a success into a kill
         with signals_handled(CANCEL_SIGNALS, handler, ignore_after_success=True):
             yield
+        if _completed and _held:
+            log.warning("%s arrived after the restore was complete: nothing was cancelled",
+                        signal.Signals(_held.pop()).name)
     finally:
         _fired.clear()
+        _completed.clear()
 
 
 @contextlib.contextmanager

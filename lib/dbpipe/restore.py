@@ -19,7 +19,7 @@ from .bareos import BareosJob
 from .kept import keep_newest
 from .log import log
 from .progress import human_bytes
-from .process import no_return_scope
+from .process import no_return_scope, work_completed
 from .provision import DEFAULT_FINISH, AccountMissing, Finish, ensure_account, instructions, kept_stream_path
 from .safety import SafetyDumps
 from .stream import Header, Trailer
@@ -76,13 +76,14 @@ def read_to_end(in_fd: int) -> None:
 
 def restore(target: Target, in_fd: int, options: RestoreOptions,
             destination: FileDestination | None = None, keep_existing: bool = False,
-            finish: Finish = DEFAULT_FINISH) -> Trailer | None:
+            finish: Finish = DEFAULT_FINISH, final: bool = False) -> Trailer | None:
     """Restore the stream on in_fd.  Whatever fails, stdin is read to its end.
 
     keep_existing (Bareos replace "never", restoring in place): a database
     that exists is left alone - the stream is still read and verified.
     finish: what the one line says when an empty server lacks the database
-    and account, and nobody here may create them (provision.py)."""
+    and account, and nobody here may create them (provision.py).  final: the
+    restore is all the program does, so a cancel after it is ignored."""
     started = time.monotonic()
     with no_return_scope():   # a cancel that comes too late is named after this line, as the last
         with Pump(in_fd).draining() as pump:
@@ -96,6 +97,8 @@ def restore(target: Target, in_fd: int, options: RestoreOptions,
             else:
                 trailer = _restore_live(target, pump, options, finish)
         seconds = time.monotonic() - started
+        if final:
+            work_completed()
         log.info("restore complete: %s in %.1f s", human_bytes(pump.verifier.total_bytes), seconds)
     return trailer
 
