@@ -31,6 +31,7 @@ from .process import CONTROL_TIMEOUT, alive, cancel_deferred, running_commands
 
 PROGRAM = "dbpipe-drill"
 PSEUDO_FILE = "/NEXTCLOUD/database.sql"
+STARTING = 2.0      # seconds from the director's fork to the drill's exec, with room to spare
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,11 @@ def _cancel(console: Bconsole, job_id: int) -> JobOutcome:
     return console.wait(job_id, CONTROL_TIMEOUT)
 
 
-def stop(admin_job: str, timeout: float = CONTROL_TIMEOUT) -> None:
+def stop(admin_job: str, timeout: float = CONTROL_TIMEOUT, grace: float = STARTING) -> None:
     """The After script of a cancelled drill-nextcloud: SIGTERM to the drill
     of that Admin job, then wait until it has cancelled its restore job and
     ended.  Nothing to stop (the drill ended, or failed) is no error."""
-    pids = running_commands(lambda argv: _is_drill_of(argv, admin_job))
+    pids = _drills_of(admin_job, grace)
     for pid in pids:
         print(f"drill: Admin job {admin_job} cancelled: stopping {PROGRAM} (pid {pid}), "
               "which cancels its restore job", flush=True)
@@ -90,6 +91,18 @@ def stop(admin_job: str, timeout: float = CONTROL_TIMEOUT) -> None:
             print(f"drill: {PROGRAM} of Admin job {admin_job} still runs after {timeout:g} s", flush=True)
             return
         time.sleep(0.2)
+
+
+def _drills_of(admin_job: str, grace: float) -> list[int]:
+    """The drill's pid, looked for a little while: a cancel right after the
+    job started may come while the director has forked the drill but not
+    yet exec'd it (its argv is still the director's)."""
+    deadline = time.monotonic() + grace
+    while not (pids := running_commands(lambda argv: _is_drill_of(argv, admin_job))):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return pids
 
 
 def _is_drill_of(argv: list[str], admin_job: str) -> bool:

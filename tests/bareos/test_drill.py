@@ -8,6 +8,8 @@ Cancelling the Admin job cancels the drill job it started."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from pathlib import Path
 
@@ -201,6 +203,58 @@ def test_cancelling_the_admin_job_cancels_the_drill_job_it_started(make_site, be
             in admin.log), admin
     assert "dbpipe-drill: cancelled by SIGTERM" in admin.log, admin
     assert "No Jobs running" in bed.bareos.console("status director")
+    assert scratch_databases(site) == []
+    assert not list(bed.state.rglob("database.sql"))
+    assert_nothing_left(bed)
+
+
+@contextlib.contextmanager
+def read_locked(server):
+    """The whole database server under a global read lock: the drill job's
+    test restore waits to create its scratch database, the job running."""
+    import pymysql
+    conn = pymysql.connect(unix_socket=server.socket, user="root")
+    conn.cursor().execute("FLUSH TABLES WITH READ LOCK")
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def wait_for_the_scratch_database(server, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not int(server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE "
+                             "'Waiting for%' AND INFO LIKE '%dbpipe_verify_%'").strip() or 0):
+        assert time.monotonic() < deadline, "the drill's test restore never waited for the lock"
+        time.sleep(0.2)
+
+
+def test_cancelling_the_admin_job_while_its_drill_job_runs(make_site, bed):
+    """The drill job is running (its test restore waits for a global read lock
+    on the database server): cancelled, it ends A once that step returns, and
+    nothing of the drill is left."""
+    site = make_site("mysql")
+    nextcloud_tables(site)
+    assert_ok(site.backup("backup-nextcloud"))
+    with read_locked(site.db.server) as lock:
+        before = latest(bed.bareos, "restore-drill-nextcloud")
+        admin_id = bed.bareos.start_job("run job=drill-nextcloud")
+        drill_id = started_drill(bed.bareos, before)
+        wait_for_the_scratch_database(site.db.server)
+        assert bed.bareos.status(drill_id) == "R"
+        threading.Timer(5, lock.close).start()     # the cancel waits for the drill, which waits for its job
+
+        bed.bareos.cancel(admin_id)
+        admin = bed.bareos.wait(admin_id, timeout=180)
+        drill = bed.bareos.wait(drill_id, timeout=180)
+        bed.bareos.wait_client_idle()
+
+    assert drill.status == "A", drill
+    assert admin.status == "A", admin
+    assert (f"drill: cancelled (SIGTERM): restore-drill-nextcloud JobId {drill_id} cancelled, ended A"
+            in admin.log), admin
+    assert drills_running() == []
     assert scratch_databases(site) == []
     assert not list(bed.state.rglob("database.sql"))
     assert_nothing_left(bed)
