@@ -8,6 +8,8 @@
 - A Restore job cannot be scheduled, and a Console RunScript may not run
   `restore` ("Can't use restore command in a runscript"): the restore drill's
   Admin job runs a command on the director that asks bconsole (Bconsole).
+- Cancelling an Admin job signals nothing to its running RunScript command:
+  the director marks the job A and runs its After scripts at once (drill.py).
 - How Bareos turns its strings into a program's argv (split_argv) and a
   bpipe plugin string into reader and writer (BpipePlugin).
 - The job-log channel.  bareos-fd throws a bpipe reader's stderr away, but
@@ -237,6 +239,10 @@ class Bconsole:
         if not queued:
             raise UnavailableError(f"bconsole started no {restore_job} job for {source.path}: {_last_said(out)}")
         return int(queued.group(1))
+
+    def cancel(self, job_id: int) -> None:
+        """Cancel a job (queued or running); one that has ended is left as it is."""
+        self._run(f"cancel jobid={int(job_id)} yes")
 
     def wait(self, job_id: int, timeout: float) -> JobOutcome:
         """Until the job has ended; its status from the catalog and the line of its

@@ -287,6 +287,7 @@ def _text(data) -> str:
 
 
 _starting: list[bool] = []  # non-empty while a child is being started
+_deferred: list[bool] = []  # non-empty in a cancel_deferred block
 _held: list[int] = []       # a cancel signal that arrived meanwhile
 _fired: list[int] = []      # the cancel signal that was acted on (later ones are ignored)
 _scopes: list[list[str]] = []  # per no_return_scope: the points of no return passed in it
@@ -309,8 +310,21 @@ def _starting_child():
 
 
 def _raise_held() -> None:
-    if _held and not _past_no_return():
+    if _held and not _past_no_return() and not _deferred:
         raise Cancelled(_held.pop())
+
+
+@contextlib.contextmanager
+def cancel_deferred():
+    """Hold a cancel signal back until the block is done, then act on it: for
+    a step whose outcome the cleanup needs, e.g. the JobId of a Bareos job
+    just started, which a cancel in the middle would leave running unknown."""
+    _deferred.append(True)
+    try:
+        yield
+    finally:
+        _deferred.pop()
+    _raise_held()
 
 
 def _past_no_return() -> bool:
@@ -372,7 +386,7 @@ def cancellable():
     def handler(signum, _frame):
         if not _fired:
             _fired.append(signum)
-            if _starting or _past_no_return() or _completed:
+            if _starting or _deferred or _past_no_return() or _completed:
                 _held.append(signum)
                 return
             raise Cancelled(signum)
@@ -406,6 +420,35 @@ def signals_handled(signals: tuple, handler, ignore_after_success: bool = False)
 def _put_back(handlers: dict) -> None:
     for sig, old in handlers.items():
         signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: not set from Python
+
+
+def running_commands(match) -> list[int]:
+    """Pids of our user's other processes whose argv match(argv) accepts: for
+    a program that must reach a sibling it did not start (both children of
+    the Bareos director), never one it could not signal anyway."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv = [arg.decode("utf-8", "replace") for arg in handle.read().split(b"\0")[:-1]]
+        except OSError:
+            continue
+        if argv and match(argv) and alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def start_detached(argv, run_as: RunAs | None = None) -> int:

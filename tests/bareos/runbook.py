@@ -92,3 +92,10 @@ class Runner:
             self.outputs.append(result.stdout)
             if command.startswith("cd "):
                 self.env["PWD"] = command[3:].strip()
+
+
+def section_blocks(doc: Path, heading: str) -> list[tuple[str, str]]:
+    """(language, text) of the fenced blocks of one `## heading` section: a
+    runbook that is one part of a longer document."""
+    text = doc.read_text().split(f"\n## {heading}\n", 1)[1]
+    return FENCE.findall(text.split("\n## ", 1)[0])

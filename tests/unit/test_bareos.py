@@ -209,3 +209,32 @@ def test_bconsole_answers_and_a_drill_jobs_verdict_are_read_as_bareos_25_prints_
            " 2026-12-06 00:13:19 bareos-fd JobId 9: Error: Runscript: ClientAfterJob returned non-zero status=65.\n")
     assert _verdict(log) == "verdict:   DAMAGED - stream checksum mismatch"
     assert _verdict(log.splitlines()[2]) == "Error: Runscript: ClientAfterJob returned non-zero status=65."
+
+
+def test_the_drill_of_an_admin_job_is_told_by_its_job_option_never_a_stop():
+    from dbpipe.drill import _is_drill_of
+    drill = ["/usr/bin/python3", "/usr/bin/dbpipe-drill", "--client", "bareos-fd", "--job", "44"]
+    assert _is_drill_of(drill, "44")
+    assert _is_drill_of(drill[1:], "44") and _is_drill_of(["/usr/bin/dbpipe-drill", "--job=44"], "44")
+    assert not _is_drill_of(drill, "4")
+    assert not _is_drill_of(["/usr/bin/dbpipe-drill", "--stop", "44", "--job", "44"], "44")
+    assert not _is_drill_of(["/bin/sh", "-c", "dbpipe-drill --job 44"], "44")
+
+
+def test_a_cancel_while_a_job_is_being_started_acts_once_its_id_is_known():
+    """SIGTERM in a cancel_deferred block is held until the block is done:
+    the caller then knows what to cancel."""
+    import os
+    import signal
+
+    import pytest
+
+    from dbpipe.errors import Cancelled
+    from dbpipe.process import cancel_deferred, cancellable
+    steps = []
+    with pytest.raises(Cancelled) as raised, cancellable():
+        with cancel_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("the job id is known")
+        steps.append("not reached")
+    assert steps == ["the job id is known"] and raised.value.code == 143
