@@ -310,7 +310,7 @@ def _starting_child():
 
 
 def _raise_held() -> None:
-    if _held and not _past_no_return() and not _deferred:
+    if _held and not (_past_no_return() or _deferred or _completed):
         raise Cancelled(_held.pop())
 
 
