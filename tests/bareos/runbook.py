@@ -10,9 +10,10 @@ test bed runs otherwise than a host are mapped here, each by a pattern:
 - `bareos-fd -t`, `bareos-dir -t`: Bareos' parser on the host's config tree;
 - `systemctl restart bareos-fd`: the host's file daemon restarted by its pid
   (the bed's daemons are not systemd services);
-- `apt install ./<name>.deb`: the bed's package (`make deb`, its file name
-  must match <name>) unpacked with dpkg-deb -x into the root of each host the
-  runbook installs on (`roots`) - this machine's /usr is never written.
+- `apt install <file>.deb`: the one package the file pattern names (from the
+  working directory: a bed's Runner starts in the directory `make deb` built
+  the bed's package in) unpacked with dpkg-deb -x into the root of each host
+  the runbook installs on (`roots`) - this machine's /usr is never written.
 
 Any other line runs in bash as written (after substitution: a doc's
 /usr/share/dbpipe and /etc/bareos become the host's root and config tree),
@@ -23,7 +24,8 @@ working directory added (testbed.Bareos.as_loaded)."""
 
 from __future__ import annotations
 
-import fnmatch
+import glob
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from ..helpers import BARE_PATH
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HEADER = re.compile(r"^# /etc/bareos/(bareos-(?:fd|dir)\.d)/(\S+)$", re.MULTILINE)
 BCONSOLE = re.compile(r'^echo "?(.*?)"? \| bconsole$')
-APT_INSTALL = re.compile(r"^apt install (\./\S+\.deb)$")
+APT_INSTALL = re.compile(r"^apt install (\S+\.deb)$")
 
 
 def blocks(doc: Path) -> list[tuple[str, str]]:
@@ -58,7 +60,6 @@ class Runner:
     client: object                     # testbed.FileDaemon the runbook sets up; None: the Nextcloud host
     substitutions: dict[str, str]
     env: dict = field(default_factory=dict)
-    deb: Path | None = None            # the bed's package: what `apt install` installs
     roots: list[Path] = field(default_factory=list)   # the hosts' roots `apt install` installs on
     shipped: object = None             # testbed.ShippedConfig: the paths of what `cp` puts in a config tree
     added: dict[str, str] = field(default_factory=dict)   # lines the bed adds to a client's resource file
@@ -118,10 +119,11 @@ class Runner:
             self._shell(command)
 
     def _install(self, named: str) -> None:
-        assert self.deb and self.roots, "apt install: this runbook's Runner has no package or hosts"
-        assert fnmatch.fnmatch(self.deb.name, Path(named).name), f"apt install {named}: the package is {self.deb.name}"
+        assert self.roots, "apt install: this runbook's Runner installs on no host"
+        debs = glob.glob(os.path.join(self.env.get("PWD", "/"), named))
+        assert len(debs) == 1, f"apt install {named}: {len(debs)} packages match"
         for root in self.roots:
-            package.unpack(self.deb, root)
+            package.unpack(Path(debs[0]), root)
 
     def _trees(self) -> dict[Path, bytes]:
         """Every resource file of the config trees a `cp` may write to."""

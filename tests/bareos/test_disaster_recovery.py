@@ -188,7 +188,7 @@ def test_the_runbook_as_written(bed, make_site, db_server):
     runner = Runner(site.bareos, host, {
         "<new-host>-fd": host.name, "<new password>": host.password, "<new host's address>": "127.0.0.1",
         "/usr/lib/bareos/plugins": site.bareos.plugin_dir, "/var/www/nextcloud": str(site.install.root),
-        "/srv/nextcloud-data": str(moved)}, deb=bed.deb, roots=[host.root], added=added)
+        "/srv/nextcloud-data": str(moved)}, env={"PWD": str(bed.deb.parent)}, roots=[host.root], added=added)
     site.bareos.write_client(host, {"messages/Standard.conf": STOCK_MESSAGES})    # as bareos-filedaemon installs it
     runner.run(INSTALL.search(RUNBOOK.read_text()).group(1))    # section 2's "and dbpipe (`apt install ...`)"
     try:

@@ -20,8 +20,8 @@ def runner(bed, site, **more) -> Runner:
         "/usr/share/dbpipe/bareos-config/bareos-dir.d": str(bed.director_root / RESOURCES / "bareos-dir.d"),
         "/usr/share/dbpipe/bareos-config/bareos-fd.d": str(bed.root / RESOURCES / "bareos-fd.d"), **more},
         env=bareos_env(TMPDIR=str(bed.tmpdir), DBPIPE_STATE_DIR=str(bed.state), DBPIPE_CONFIG_DIR=str(bed.profiles),
-                       PATH=f"{bed.bindir}:{BARE_PATH}"),
-        deb=bed.deb, roots=[bed.root, bed.director_root], shipped=bed.shipped(site.install.root, site.dump_dir))
+                       PATH=f"{bed.bindir}:{BARE_PATH}", PWD=str(bed.deb.parent)),     # where make deb put it
+        roots=[bed.root, bed.director_root], shipped=bed.shipped(site.install.root, site.dump_dir))
 
 
 def sh_blocks(name: str) -> list[str]:

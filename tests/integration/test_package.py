@@ -15,6 +15,7 @@ import pytest
 
 from testkit import package
 from testkit.package import PACKAGE_PATH
+from ..bareos.runbook import Runner, blocks
 from ..helpers import BIN, ROOT, bareos_env
 
 
@@ -107,3 +108,36 @@ def test_the_installed_commands_dump_and_verify_with_the_installed_library(how, 
                             str(prefix / "lib/dbpipe"), str(prefix / "lib/dbpipe/vendor")],
                            capture_output=True, text=True, check=True, env=bareos_env()).stdout.split()
     assert all(path.startswith(str(root)) for path in found), found
+
+
+def readme_blocks(first: str) -> list[str]:
+    return [text for language, text in blocks(ROOT / "README.md") if language == "sh" and text.startswith(first)]
+
+
+def test_the_readme_package_block_as_written(tmp_path):
+    """README's `make deb` / `apt install ./build/dbpipe_*_all.deb` in the
+    source tree, offline and without the .venv; build/ is DEB_DIR (the
+    Makefile's default) in a temp dir, the host a root of its own."""
+    host = tmp_path / "host"
+    run = Runner(None, None, {"./build/": f"{tmp_path}/build/"}, roots=[host], env={
+        **bareos_env(PIP_NO_INDEX="1", DEB_DIR=str(tmp_path / "build")), "PATH": PACKAGE_PATH, "PWD": str(ROOT)})
+    (block,) = readme_blocks("make deb")
+    run.run(block)
+    assert (host / "usr/bin/dbpipe-dump").is_file()
+    assert (host / "usr/share/dbpipe/bareos-config/bareos-fd.d/client/myself.conf").is_file()
+
+
+def test_the_readme_install_block_as_written(tmp_path):
+    """README's `make install` / `make install-bareos-config`, without the
+    .venv, into a DESTDIR (from the environment, as make takes it)."""
+    dest = tmp_path / "dest"
+    run = Runner(None, None, {}, env={**bareos_env(PIP_NO_INDEX="1", DESTDIR=str(dest)), "PATH": PACKAGE_PATH,
+                                      "PWD": str(ROOT)})
+    (block,) = readme_blocks("make install")
+    run.run(block)
+    commands = sorted(path.name for path in BIN.iterdir() if path.is_file())
+    assert sorted(path.name for path in (dest / "usr/local/bin").iterdir()) == commands
+    assert 'LIBDIR = "/usr/local/lib/dbpipe"' in (dest / "usr/local/bin/dbpipe-dump").read_text()
+    assert (dest / "usr/local/lib/dbpipe/vendor/pymysql/__init__.py").is_file()
+    shipped = sorted(p.relative_to(ROOT / "bareos-config") for p in (ROOT / "bareos-config").rglob("*.conf"))
+    assert sorted(p.relative_to(dest / "etc/bareos") for p in (dest / "etc/bareos").rglob("*.conf")) == shipped
