@@ -141,3 +141,14 @@ def test_the_readme_install_block_as_written(tmp_path):
     assert (dest / "usr/local/lib/dbpipe/vendor/pymysql/__init__.py").is_file()
     shipped = sorted(p.relative_to(ROOT / "bareos-config") for p in (ROOT / "bareos-config").rglob("*.conf"))
     assert sorted(p.relative_to(dest / "etc/bareos") for p in (dest / "etc/bareos").rglob("*.conf")) == shipped
+
+
+def test_the_readme_make_demo_line_as_written():
+    """The first line of README's "two commands"; the second, `make test`, is
+    this test suite itself, run as written by CI (.ci/run)."""
+    (block,) = readme_blocks("make demo")
+    first, second = block.splitlines()
+    assert second.startswith("make test ")
+    run = Runner(None, None, {}, env={**bareos_env(), "PATH": PACKAGE_PATH, "PWD": str(ROOT)})
+    run.run(first)
+    assert "verdict: PASS" in run.outputs[-1], run.outputs[-1]
