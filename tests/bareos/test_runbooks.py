@@ -49,6 +49,9 @@ def test_first_backup_as_written(bed, make_site):
     restored = site.bareos.job(run.last_job)
     assert restored.ok, restored
     assert "verdict:   intact, test restore passed" in run.outputs[-1]
+    # the jobs ran what cp copied from the director's package: the package's commands
+    job = (site.bareos.conf("") / "bareos-dir.d/job/backup-nextcloud.conf").read_text()
+    assert f'"{bed.bindir}/nextcloud-before-backup {site.install.root}"' in job, job
     assert (restores / "NEXTCLOUD" / "database.sql").exists()
 
 
