@@ -35,9 +35,10 @@ def nextcloud_fixtures():
 
 
 def bareos_fixtures():
-    """(testbed, BARE_PATH, bareos_env): the real Bareos daemons tests/bareos runs."""
-    from testkit import testbed
-    return testbed, servers.BARE_PATH, bareos_env
+    """(testbed, package, BARE_PATH, bareos_env): the real Bareos daemons tests/bareos
+    runs, and dbpipe's Debian package it installs on its hosts."""
+    from testkit import package, testbed
+    return testbed, package, servers.BARE_PATH, bareos_env
 
 
 __all__ = ["ROOT", "bareos_env", "bareos_fixtures", "nextcloud_fixtures", "private_service", "servers"]

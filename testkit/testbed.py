@@ -8,8 +8,17 @@ directories, volumes, working directories.  The daemons run in the foreground
 and are stopped by their own pids; /etc/bareos and system services are never
 used.
 
-The director loads the shipped bareos-config/ resources with only install
-paths and the Nextcloud directory substituted (ShippedConfig); the resources
+dbpipe is installed on each host of the bed from the Debian package `make
+deb` builds (testkit/package.py): unpacked into that host's own root
+directory, never into this machine's /usr.  The director loads the resources
+the package put in the director host's usr/share/dbpipe/bareos-config, the
+file daemon the Nextcloud host's, with only path prefixes and the Nextcloud
+directory substituted (ShippedConfig): /usr/bin/ becomes the Nextcloud host's
+root/usr/bin/.  Each other host (the director, for the commands it runs
+itself; a replacement host's file daemon) runs in a mount namespace of its own
+in which its root is bind-mounted over that path, as every real host has its
+own /usr: the commands a daemon runs are the package's under its own root
+(they find their library relative to themselves).  The resources
 they refer to (Client bareos-fd, Storage File, Pools, Messages Standard,
 Schedule WeeklyCycle) are defined here the way a fresh Bareos installation
 defines them.  The fd's Client resource is the shipped myself.conf plus the
@@ -33,18 +42,22 @@ from pathlib import Path
 from .paths import ROOT
 from .servers import BARE_PATH, Server, free_port, local_postgres
 
-SHIPPED = ROOT / "bareos-config"
 BUILD = ROOT / "tools" / "bareos-testbed-build"
 DAEMONS = ("bareos-sd", "bareos-fd", "bareos-dir")
 CATALOG_DB = "bareos"
+RESOURCES = Path("usr/share/dbpipe/bareos-config")     # below a host's root, as the package installs them
+UNSHARE = shutil.which("unshare", path=BARE_PATH) or "/usr/bin/unshare"
+MOUNT = shutil.which("mount", path=BARE_PATH) or "/usr/bin/mount"
 
 
-def install_dbpipe(destination: Path) -> Path:
-    """`make install` as a user runs it, into destination/usr; returns the bin directory."""
-    prefix = destination / "usr"
-    subprocess.run(["make", "-s", "-C", str(ROOT), "install", f"PREFIX={prefix}"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return prefix / "bin"
+def on_host(argv: list[str], own: Path | None, named: Path | None) -> list[str]:
+    """argv run on a host whose root is `own` while the loaded resources name
+    `named`: in a private mount namespace with own bind-mounted over named
+    (gone with the namespace's last process; nothing mounted outside it)."""
+    if own is None or named is None or own == named:
+        return argv
+    return [UNSHARE, "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+            f'{MOUNT} --bind "$1" "$2" && shift 2 && exec "$@"', "sh", str(own), str(named), *argv]
 
 
 def find_prefix() -> str:
@@ -78,9 +91,12 @@ class JobResult:
 
 @dataclass
 class ShippedConfig:
-    """bareos-config/ as an admin installs it, with paths mapped for the test bed."""
+    """The package's bareos-config as an admin installs it, with paths mapped
+    for the test bed; sources: the root of the host each daemon's resources
+    come from (bareos-dir: the director's, bareos-fd: the file daemon's)."""
 
     paths: dict[str, str]
+    sources: dict[str, Path]
 
     def mapped(self, text: str) -> str:
         for old in sorted(self.paths, key=len, reverse=True):
@@ -89,16 +105,25 @@ class ShippedConfig:
 
     def files(self, daemon: str) -> dict[str, str]:
         """relative path below <daemon>.d -> mapped content."""
-        base = SHIPPED / f"{daemon}.d"
+        base = self.sources[daemon] / RESOURCES / f"{daemon}.d"
         return {str(p.relative_to(base)): self.mapped(p.read_text())
                 for p in sorted(base.rglob("*.conf"))}
+
+    def on_host(self, root: Path) -> ShippedConfig:
+        """The same mapping, the file daemon's resources from another host's package."""
+        return ShippedConfig(self.paths, {**self.sources, "bareos-fd": root})
+
+
+# messages/Standard.conf as the bareos-filedaemon package installs it
+STOCK_MESSAGES = 'Messages {\n  Name = Standard\n  Director = bareos-dir = all, !skipped, !restored\n}\n'
 
 
 @dataclass
 class FileDaemon:
     """Another host's file daemon (the replacement host of a disaster
-    recovery): its own name, port, password, config tree, working directory
-    and environment (state directory), nothing shared with the first one.
+    recovery): its own name, port, password, config tree, working directory,
+    environment (state directory) and root (dbpipe installed from the package:
+    testbed.on_host), nothing shared with the first one.
     Its bareos-fd.d is what docs/disaster-recovery.md has the admin write:
     the shipped myself.conf with the host's name, the director's password;
     the director gets a Client resource naming it."""
@@ -106,6 +131,7 @@ class FileDaemon:
     name: str
     workdir: Path
     env: dict
+    root: Path | None = None      # None: the commands the resources name are its own
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     proc: subprocess.Popen | None = None
@@ -120,14 +146,14 @@ class FileDaemon:
 
     def resources(self, shipped: ShippedConfig) -> dict[str, str]:
         """The host's side: bareos-fd.d below its own config directory."""
-        myself = shipped.files("bareos-fd")["client/myself.conf"].replace("Name = bareos-fd", f"Name = {self.name}")
+        own = shipped.on_host(self.root) if self.root else shipped
+        myself = own.files("bareos-fd")["client/myself.conf"].replace("Name = bareos-fd", f"Name = {self.name}")
         added = (f'  FD Port = {self.port}\n  FD Address = 127.0.0.1\n'
                  f'  Working Directory = "{self.workdir / "work"}"\n')
         return {
             "client/myself.conf": re.sub(r"(Client \{\n)", r"\1" + added.replace("\\", "\\\\"), myself, count=1),
             "director/bareos-dir.conf": f'Director {{\n  Name = bareos-dir\n  Password = "{self.password}"\n}}\n',
-            "messages/Standard.conf":
-                'Messages {\n  Name = Standard\n  Director = bareos-dir = all, !skipped, !restored\n}\n'}
+            "messages/Standard.conf": STOCK_MESSAGES}
 
 
 @dataclass
@@ -135,6 +161,8 @@ class Bareos:
     prefix: Path
     workdir: Path
     fd_env: dict
+    root: Path | None = None           # the Nextcloud host's root: /usr/bin/ of the loaded resources is below it
+    director_root: Path | None = None  # the director host's root (dbpipe for the drill)
     catalog: Server | None = None
     ports: dict = field(default_factory=lambda: {k: free_port() for k in ("dir", "fd", "sd")})
     passwords: dict = field(default_factory=lambda: {k: secrets.token_hex(16) for k in ("dir", "fd", "sd")})
@@ -172,15 +200,17 @@ class Bareos:
                f'Director {{\n  Name = bareos-dir\n  Address = 127.0.0.1\n  DIRport = {self.ports["dir"]}\n'
                f'  Password = "{self.passwords["dir"]}"\n}}\n')
 
-    def shipped(self, bindir: Path, state: Path, nextcloud: Path, dumps: Path) -> ShippedConfig:
-        """The shipped resources with install paths and a Nextcloud directory mapped."""
+    def shipped(self, state: Path, nextcloud: Path, dumps: Path) -> ShippedConfig:
+        """The package's resources (director's and Nextcloud host's roots) with
+        the install paths and a Nextcloud directory mapped."""
         return ShippedConfig({
-            "/usr/local/bin/": f"{bindir}/", "/var/lib/dbpipe": str(state),
+            "/usr/bin/": f"{self.root}/usr/bin/", "/var/lib/dbpipe": str(state),
             "/var/lib/bareos": str(self.workdir / "dir"), "/usr/lib/bareos/plugins": self.plugin_dir,
             "/etc/bareos": str(self.conf("")), "/var/backups/dbpipe": str(dumps),
             "/var/www/nextcloud": str(nextcloud),
             # the PITR drill's live data directory: a test points this link at its server's
-            "/var/lib/postgresql/15/main": str(state.parent / "pg-main")})
+            "/var/lib/postgresql/15/main": str(state.parent / "pg-main")},
+            {"bareos-dir": self.director_root or self.root, "bareos-fd": self.root})
 
     def add_resource(self, rel: str, text: str) -> None:
         """A resource of the caller's own (e.g. a benchmark job), below bareos-dir.d."""
@@ -190,11 +220,16 @@ class Bareos:
         """The shipped resources; the fd's Client gets the test bed's port and paths."""
         for daemon in ("bareos-dir", "bareos-fd"):
             for rel, text in shipped.files(daemon).items():
-                if daemon == "bareos-fd" and rel == "client/myself.conf":
-                    text = self._with_testbed_client(text)
-                if rel.startswith("schedule/"):   # nothing starts unless a test starts it
-                    text = re.sub(r"(?m)^\s*Run\s*=.*\n", "", text)
-                _write(self.conf("") / f"{daemon}.d" / rel, text)
+                _write(self.conf("") / f"{daemon}.d" / rel, self.as_loaded(daemon, rel, text))
+
+    def as_loaded(self, daemon: str, rel: str, text: str) -> str:
+        """A resource of the package (paths mapped) as the bed loads it: the fd's
+        Client gets the bed's port and paths, and nothing starts unless a test starts it."""
+        if daemon == "bareos-fd" and rel == "client/myself.conf":
+            text = self._with_testbed_client(text)
+        if rel.startswith("schedule/"):
+            text = re.sub(r"(?m)^\s*Run\s*=.*\n", "", text)
+        return text
 
     def _with_testbed_client(self, text: str) -> str:
         work = self.workdir / "fd"
@@ -289,8 +324,9 @@ class Bareos:
         short = daemon.split("-")[1]
         env = self.fd_env if daemon == "bareos-fd" else {"PATH": f"{self.prefix}/sbin:{BARE_PATH}"}
         with open(self.workdir / f"{short}.out", "ab") as out:
+            own = self.director_root if daemon == "bareos-dir" else None
             self.procs[daemon] = subprocess.Popen(
-                [self.sbin(daemon), "-f", "-c", str(self.conf(""))],
+                on_host([self.sbin(daemon), "-f", "-c", str(self.conf(""))], own, self.root),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                 cwd=str(self.workdir / short), start_new_session=True)
 
@@ -353,7 +389,8 @@ class Bareos:
         self.client_config_test(client)
         _end(client.proc)
         with open(client.workdir / "fd.out", "wb") as out:
-            client.proc = subprocess.Popen([self.sbin("bareos-fd"), "-f", "-c", str(client.conf())],
+            client.proc = subprocess.Popen(on_host([self.sbin("bareos-fd"), "-f", "-c", str(client.conf())],
+                                                   client.root, self.root),
                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                            env=client.env, cwd=str(client.workdir / "work"),
                                            start_new_session=True)

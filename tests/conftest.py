@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from testkit import servers
+from testkit import package, servers
 from testkit.dbs import MysqlDatabase, PgsqlDatabase, SqliteDatabase
 from .helpers import SyslogCollector, bareos_env, write_secret
 
@@ -38,6 +38,15 @@ def server_pool():
     pool = ServerPool()
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory):
+    """The Debian package (`make deb`, offline), built once per session."""
+    try:
+        return package.build_deb(tmp_path_factory.mktemp("deb"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session", params=SPECS["mysql"])

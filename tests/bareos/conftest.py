@@ -1,6 +1,8 @@
 """Fixtures for the real-Bareos tests (`make test-bareos`): one set of Bareos
-daemons for the session, dbpipe installed with `make install` into a temp
-prefix, and sample Nextcloud installations whose shipped jobs run in it.
+daemons for the session, dbpipe installed from the Debian package (`make deb`,
+once per session) on each host of the bed - the Nextcloud host and the
+director, each unpacked into a root of its own (testkit/testbed.py) - and
+sample Nextcloud installations whose shipped jobs run in it.
 
 A missing prerequisite fails the session with what to install; nothing here
 is skipped silently.
@@ -22,7 +24,7 @@ import pytest
 
 from ..conftest import SPECS
 from ..helpers import BARE_PATH, SyslogCollector, bareos_env
-from testkit import installs
+from testkit import installs, package
 from testkit.prerequisites import missing_tools, packages_for
 from testkit import testbed
 from testkit.testbed import Bareos, ShippedConfig
@@ -43,26 +45,33 @@ def prerequisites() -> str | None:
 
 @dataclass
 class Environment:
-    """The session's daemons, dbpipe's install prefix and the fd's directories."""
+    """The session's daemons, the package and the hosts' roots, the fd's directories."""
 
     bareos: Bareos
+    deb: Path                  # the package `make deb` built
     base: Path                 # reachable by www-data (0755)
-    bindir: Path               # where `make install` put the commands
+    root: Path                 # the Nextcloud host's root: the package unpacked (its /usr/bin, /usr/share/dbpipe)
+    director_root: Path        # the director's root (dbpipe for the drill)
     tmpdir: Path               # TMPDIR of everything the file daemon runs
     state: Path                # DBPIPE_STATE_DIR of the file daemon: its /var/lib/dbpipe
     profiles: Path             # DBPIPE_CONFIG_DIR: its /etc/dbpipe
     shims: Path                # first on the fd's PATH: service managers of the tests
     syslog: SyslogCollector
 
+    @property
+    def bindir(self) -> Path:
+        """The Nextcloud host's /usr/bin: the package's commands."""
+        return self.root / "usr" / "bin"
+
     def shipped(self, nextcloud: Path, dumps: Path | None = None) -> ShippedConfig:
-        return self.bareos.shipped(self.bindir, self.state, nextcloud, dumps or self.base / "dumps")
+        return self.bareos.shipped(self.state, nextcloud, dumps or self.base / "dumps")
 
     def use(self, shipped: ShippedConfig) -> None:
         self.bareos.reload(shipped)
 
 
 @pytest.fixture(scope="session")
-def bed():
+def bed(deb):
     reason = prerequisites()
     if reason:
         pytest.fail(f"real-Bareos tests: {reason}", pytrace=False)
@@ -77,13 +86,14 @@ def bed():
         path.mkdir(mode=0o700)
     os.chmod(dirs["shims"], 0o755)
     syslog = SyslogCollector(str(dirs["syslog"] / "log"))
-    bindir = testbed.install_dbpipe(base / "install")
+    hosts = {name: package.unpack(deb, base / "hosts" / name) for name in ("nextcloud", "director")}
     env = bareos_env(DBPIPE_SYSLOG_SOCKET=syslog.path, TMPDIR=str(dirs["tmp"]),
                      DBPIPE_CONFIG_DIR=str(dirs["profiles"]), DBPIPE_STATE_DIR=str(dirs["state"]),
                      PATH=f"{dirs['shims']}:{BARE_PATH}")
-    bareos = Bareos(Path(prefix), Path(tempfile.mkdtemp(prefix="dbpipe-bareos-")), env)
-    environment = Environment(bareos, base, bindir, dirs["tmp"], dirs["state"], dirs["profiles"],
-                              dirs["shims"], syslog)
+    bareos = Bareos(Path(prefix), Path(tempfile.mkdtemp(prefix="dbpipe-bareos-")), env,
+                    root=hosts["nextcloud"], director_root=hosts["director"])
+    environment = Environment(bareos, deb, base, hosts["nextcloud"], hosts["director"], dirs["tmp"],
+                              dirs["state"], dirs["profiles"], dirs["shims"], syslog)
     try:
         bareos.start(environment.shipped(base / "no-nextcloud-yet"))
         yield environment

@@ -3,23 +3,41 @@ ports and paths substituted.
 
 Blocks of resources headed `# /etc/bareos/<daemon>.d/<path>` are written to
 that host's config tree; ```sh blocks run line by line.  The few commands a
-test bed runs otherwise than a host - its daemons are not systemd services
-and have their own config directories, bconsole its own conf - are mapped
-here, each by a pattern; any other line runs in bash as written, and a line
-nothing maps fails the test: a runbook that stops working fails CI."""
+test bed runs otherwise than a host are mapped here, each by a pattern:
+
+- `echo "<command>" | bconsole`: the bed's bconsole with its own conf;
+  `<... job id>` placeholders are the last job queued;
+- `bareos-fd -t`, `bareos-dir -t`: Bareos' parser on the host's config tree;
+- `systemctl restart bareos-fd`: the host's file daemon restarted by its pid
+  (the bed's daemons are not systemd services);
+- `apt install <file>.deb`: the one package the file pattern names (from the
+  working directory: a bed's Runner starts in the directory `make deb` built
+  the bed's package in) unpacked with dpkg-deb -x into the root of each host
+  the runbook installs on (`roots`) - this machine's /usr is never written.
+
+Any other line runs in bash as written (after substitution: a doc's
+/usr/share/dbpipe and /etc/bareos become the host's root and config tree),
+and a line that fails fails the test: a runbook that stops working fails CI.
+What a `cp` writes into a config tree is then loaded as the bed loads every
+package resource: paths mapped (`shipped`), the file daemon's port and
+working directory added (testbed.Bareos.as_loaded)."""
 
 from __future__ import annotations
 
+import glob
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testkit import package
 from ..helpers import BARE_PATH
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HEADER = re.compile(r"^# /etc/bareos/(bareos-(?:fd|dir)\.d)/(\S+)$", re.MULTILINE)
 BCONSOLE = re.compile(r'^echo "?(.*?)"? \| bconsole$')
+APT_INSTALL = re.compile(r"^apt install (\S+\.deb)$")
 
 
 def blocks(doc: Path) -> list[tuple[str, str]]:
@@ -42,6 +60,9 @@ class Runner:
     client: object                     # testbed.FileDaemon the runbook sets up; None: the Nextcloud host
     substitutions: dict[str, str]
     env: dict = field(default_factory=dict)
+    roots: list[Path] = field(default_factory=list)   # the hosts' roots `apt install` installs on
+    shipped: object = None             # testbed.ShippedConfig: the paths of what `cp` puts in a config tree
+    added: dict[str, str] = field(default_factory=dict)   # lines the bed adds to a client's resource file
     outputs: list[str] = field(default_factory=list)
     last_job: int | None = None
 
@@ -50,13 +71,14 @@ class Runner:
             text = text.replace(old, self.substitutions[old])
         return text
 
-    def write(self, text: str, added: dict[str, str]) -> None:
+    def write(self, text: str, added: dict[str, str] | None = None) -> None:
         """Headed resources to the host (bareos-fd.d) or the director (bareos-dir.d);
         added: lines the test bed adds to a resource file (its port, address, working directory)."""
+        added = self.added if added is None else added
         for (daemon, rel), content in resources(text).items():
             content, rel = self.substituted(content), self.substituted(rel)
             if rel in added:
-                content = re.sub(r"(\{\n)", r"\1" + added[rel].replace("\\", "\\\\"), content, count=1)
+                content = _add(content, added[rel])
             if daemon == "bareos-fd.d":
                 self.bareos.write_client(self.client, {rel: content})
             else:
@@ -85,13 +107,53 @@ class Runner:
             self.bareos.config_test("bareos-dir")
         elif command == "systemctl restart bareos-fd":
             self.bareos.start_client(self.client) if self.client else self.bareos.restart_fd()
+        elif APT_INSTALL.match(command):
+            self._install(APT_INSTALL.match(command).group(1))
+        elif command.startswith("cp "):
+            before = self._trees()
+            self._shell(command)
+            after = self._trees()
+            for path in (path for path in after if after[path] != before.get(path)):
+                self._load(path)
         else:
-            result = subprocess.run(["bash", "-e", "-c", command], capture_output=True, text=True,
-                                    cwd=self.env.get("PWD", "/"), env={"PATH": BARE_PATH, **self.env}, timeout=300)
-            assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-            self.outputs.append(result.stdout)
-            if command.startswith("cd "):
-                self.env["PWD"] = command[3:].strip()
+            self._shell(command)
+
+    def _install(self, named: str) -> None:
+        assert self.roots, "apt install: this runbook's Runner installs on no host"
+        debs = glob.glob(os.path.join(self.env.get("PWD", "/"), named))
+        assert len(debs) == 1, f"apt install {named}: {len(debs)} packages match"
+        for root in self.roots:
+            package.unpack(Path(debs[0]), root)
+
+    def _trees(self) -> dict[Path, bytes]:
+        """Every resource file of the config trees a `cp` may write to."""
+        trees = [self.bareos.conf("")] + ([self.client.conf()] if self.client else [])
+        return {path: path.read_bytes() for tree in trees for path in tree.rglob("*.conf")}
+
+    def _load(self, path: Path) -> None:
+        """A package resource `cp` put in place, as the bed loads it."""
+        on_client = self.client is not None and path.is_relative_to(self.client.conf())
+        parts = path.relative_to(self.client.conf() if on_client else self.bareos.conf("")).parts
+        daemon, rel = parts[0].removesuffix(".d"), "/".join(parts[1:])
+        text = self.shipped.mapped(path.read_text()) if self.shipped else path.read_text()
+        if on_client:
+            text = _add(text, self.added[rel]) if rel in self.added else text
+        else:
+            text = self.bareos.as_loaded(daemon, rel, text)
+        path.write_text(text)
+
+    def _shell(self, command: str) -> None:
+        result = subprocess.run(["bash", "-e", "-c", command], capture_output=True, text=True,
+                                cwd=self.env.get("PWD", "/"), env={"PATH": BARE_PATH, **self.env}, timeout=300)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        self.outputs.append(result.stdout)
+        if command.startswith("cd "):
+            self.env["PWD"] = command[3:].strip()
+
+
+def _add(content: str, lines: str) -> str:
+    """lines inserted at the top of a resource (after its opening brace)."""
+    return re.sub(r"(\{\n)", r"\1" + lines.replace("\\", "\\\\"), content, count=1)
 
 
 def section_blocks(doc: Path, heading: str) -> list[tuple[str, str]]:

@@ -2,7 +2,8 @@
 backup server (director, storage daemon, catalog), the Nextcloud host (file
 daemon bareos-fd with bpipe, dbpipe, the database server) and a replacement
 host (file daemon nextcloud-new-fd: its own name, port, password, config
-directory and state directory).
+directory, state directory, and dbpipe installed from the package into its
+own root).
 
 After a backup the Nextcloud host is gone: config, data, themes and apps,
 the database and its user, dbpipe's state.  The Nextcloud code is installed
@@ -21,14 +22,15 @@ import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from testkit import servers
+from testkit import package, servers
 from ..helpers import BARE_PATH, ROOT, bareos_env
 from ..nextcloud.test_new_machine import owned_by_nextcloud
 from .runbook import HEADER, Runner, blocks
-from testkit.testbed import FileDaemon
+from testkit.testbed import STOCK_MESSAGES, FileDaemon
 
 REPLACEMENT = "nextcloud-new-fd"
 GONE = ("config", "data", "themes", "custom_apps")
@@ -52,7 +54,8 @@ def replacement(bed):
     env = bareos_env(DBPIPE_SYSLOG_SOCKET=bed.syslog.path, TMPDIR=str(dirs["tmp"]),
                      DBPIPE_CONFIG_DIR=str(dirs["profiles"]), DBPIPE_STATE_DIR=str(dirs["state"]),
                      PATH=f"{bed.shims}:{BARE_PATH}")
-    return bed.bareos.add_client(FileDaemon(REPLACEMENT, workdir, env), bed.shipped(bed.base / "no-nextcloud"))
+    root = package.unpack(bed.deb, workdir / "root")
+    return bed.bareos.add_client(FileDaemon(REPLACEMENT, workdir, env, root), bed.shipped(bed.base / "no-nextcloud"))
 
 
 def machine_gone(site, bed) -> None:
@@ -88,6 +91,9 @@ def test_disaster_recovery_onto_the_replacement_host(bed, make_site, db_server, 
 
     assert result.ok, result
     assert re.search(rf"Client:\s+\"?{REPLACEMENT}", result.log), result
+    # its file daemon ran the package's commands from its own root, at the path the resources name
+    mounts = Path(f"/proc/{replacement.proc.pid}/mountinfo").read_text().splitlines()
+    assert str(bed.root) in [line.split()[4] for line in mounts], mounts
     assert site.db.fingerprint() == database
     assert site.snapshot() == files
     assert not site.install.maintenance
@@ -120,8 +126,8 @@ def test_without_the_administrative_account_one_line_says_what_to_run_then_it_fi
         db_server.sql(statements.replace("'<password>'", "'" + password.replace("\\", "\\\\").replace("'", "\\'")
                                          + "'") + ";")
         finish = re.search(r"then: (.*)$", line).group(1).split()
-        done = subprocess.run([str(bed.bindir / finish[0]), *finish[1:]], capture_output=True, cwd="/",
-                              env=replacement.env, timeout=300)
+        done = subprocess.run([str(replacement.root / "usr/bin" / finish[0]), *finish[1:]], capture_output=True,
+                              cwd="/", env=replacement.env, timeout=300)
 
         assert done.returncode == 0, done.stderr.decode()
         assert site.db.fingerprint() == database
@@ -157,6 +163,7 @@ def test_rto_with_a_large_database(bed, make_site, db_server, replacement):
 
 
 RUNBOOK = ROOT / "docs" / "disaster-recovery.md"
+INSTALL = re.compile(r"`(apt install [^`]+)`")
 
 
 def test_the_runbook_as_written(bed, make_site, db_server):
@@ -173,21 +180,21 @@ def test_the_runbook_as_written(bed, make_site, db_server):
         (workdir / name).mkdir(mode=0o700, parents=True)
     host = FileDaemon("runbook-new-fd", workdir, bareos_env(
         DBPIPE_SYSLOG_SOCKET=bed.syslog.path, TMPDIR=str(workdir / "tmp"), DBPIPE_CONFIG_DIR=str(workdir / "profiles"),
-        DBPIPE_STATE_DIR=str(workdir / "state"), PATH=f"{bed.shims}:{BARE_PATH}"))
+        DBPIPE_STATE_DIR=str(workdir / "state"), PATH=f"{bed.shims}:{BARE_PATH}"), workdir / "root")
     moved = bed.base / f"srv-nextcloud-data-{site.label}"
-    runner = Runner(site.bareos, host, {
-        "<new-host>-fd": host.name, "<new password>": host.password, "<new host's address>": "127.0.0.1",
-        "/usr/lib/bareos/plugins": site.bareos.plugin_dir, "/var/www/nextcloud": str(site.install.root),
-        "/srv/nextcloud-data": str(moved)})
     added = {"client/myself.conf": f'  FD Port = {host.port}\n  FD Address = 127.0.0.1\n'
                                    f'  Working Directory = "{workdir / "work"}"\n',
              f"client/{host.name}.conf": f"  FD Port = {host.port}\n"}
-    stock = host.resources(bed.shipped(bed.base / "no-nextcloud"))["messages/Standard.conf"]
-    site.bareos.write_client(host, {"messages/Standard.conf": stock})    # as the bareos-filedaemon package installs it
+    runner = Runner(site.bareos, host, {
+        "<new-host>-fd": host.name, "<new password>": host.password, "<new host's address>": "127.0.0.1",
+        "/usr/lib/bareos/plugins": site.bareos.plugin_dir, "/var/www/nextcloud": str(site.install.root),
+        "/srv/nextcloud-data": str(moved)}, env={"PWD": str(bed.deb.parent)}, roots=[host.root], added=added)
+    site.bareos.write_client(host, {"messages/Standard.conf": STOCK_MESSAGES})    # as bareos-filedaemon installs it
+    runner.run(INSTALL.search(RUNBOOK.read_text()).group(1))    # section 2's "and dbpipe (`apt install ...`)"
     try:
         for language, text in blocks(RUNBOOK):
             if HEADER.search(text):
-                runner.write(text, added)
+                runner.write(text)
             elif language == "sh":
                 runner.run(text)
             if "restoreclient=" in text:

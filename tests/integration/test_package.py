@@ -1,44 +1,39 @@
 """`make deb`: the Debian package a Bareos admin installs.  Built offline from
 the source tree without the test tool chain, lintian finds no error, and the
-commands run from where the package puts them (unpacked with dpkg -x)."""
+commands run from where the package puts them (unpacked with dpkg -x, as the
+real-Bareos test bed installs it on its hosts).  `make install`, the way without
+a package, works without the test tool chain too."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from ..helpers import BARE_PATH, BIN, ROOT, bareos_env
-
-PACKAGE_PATH = f"{BARE_PATH}:/usr/sbin:/sbin"
-
-
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> Path:
-    for tool in ("dpkg-deb", "lintian"):
-        if not shutil.which(tool, path=PACKAGE_PATH):
-            pytest.fail(f"{tool} is missing: run 'make test' once as root (tools/system-deps installs it)",
-                        pytrace=False)
-    out = tmp_path_factory.mktemp("deb")
-    # no index, no proxy: the vendored PyMySQL must be enough; no .venv on PATH
-    env = bareos_env(PIP_NO_INDEX="1", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
-    env["PATH"] = PACKAGE_PATH
-    result = subprocess.run(["make", "-s", "-C", str(ROOT), "deb", f"DEB_DIR={out}"], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    debs = list(out.glob("dbpipe_*_all.deb"))
-    assert len(debs) == 1, (result.stdout, list(out.iterdir()))
-    return debs[0]
+from testkit import package
+from testkit.package import PACKAGE_PATH
+from ..bareos.runbook import Runner, blocks
+from ..helpers import BIN, ROOT, bareos_env
 
 
 @pytest.fixture(scope="module")
 def unpacked(deb, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("root")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    """The package on a host: dpkg-deb -x into a root of its own (testkit.package, as the Bareos test bed)."""
+    return package.unpack(deb, tmp_path_factory.mktemp("root"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """`make install` as an admin without a package runs it, into a PREFIX of its own (root/usr/local),
+    with no .venv on PATH: the install needs only python3 and the vendored PyMySQL."""
+    root = tmp_path_factory.mktemp("installed")
+    env = {**bareos_env(PIP_NO_INDEX="1"), "PATH": PACKAGE_PATH}
+    result = subprocess.run(["make", "-s", "-C", str(ROOT), "install", f"PREFIX={root}/usr/local"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
     return root
 
 
@@ -87,23 +82,73 @@ def test_the_resources_name_the_package_commands(unpacked):
     assert named and all((unpacked / "usr/bin" / name).is_file() for name in named), named
 
 
-def test_the_unpacked_commands_dump_and_verify_with_the_packaged_library(unpacked, tmp_path):
-    """The commands find the library beside them (no /usr/lib/dbpipe on this host is used)."""
+@pytest.mark.parametrize("how", ["deb", "make install"])
+def test_the_installed_commands_dump_and_verify_with_the_installed_library(how, request, tmp_path):
+    """The commands find the library beside them: the package's relative to
+    themselves (no /usr/lib/dbpipe on this host is used), make install's at LIBDIR."""
+    root = request.getfixturevalue("unpacked" if how == "deb" else "installed")
+    prefix = root / ("usr" if how == "deb" else "usr/local")
+    assert sorted(path.name for path in (prefix / "bin").iterdir()) == sorted(
+        path.name for path in BIN.iterdir() if path.is_file())
     database = tmp_path / "app.db"
     with sqlite3.connect(database) as conn:
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         conn.execute("INSERT INTO t (v) VALUES ('packaged')")
     dump = tmp_path / "app.sql"
     with open(dump, "wb") as out:
-        result = subprocess.run([str(unpacked / "usr/bin/dbpipe-dump"), "--type", "sqlite", "--database",
+        result = subprocess.run([str(prefix / "bin/dbpipe-dump"), "--type", "sqlite", "--database",
                                  str(database)], stdout=out, stderr=subprocess.PIPE, env=bareos_env())
     assert result.returncode == 0, result.stderr
-    verified = subprocess.run([str(unpacked / "usr/bin/dbpipe-verify"), str(dump)], capture_output=True,
+    verified = subprocess.run([str(prefix / "bin/dbpipe-verify"), str(dump)], capture_output=True,
                               text=True, env=bareos_env())
     assert verified.returncode == 0, verified.stderr
     assert re.search(r"^verdict: +intact$", verified.stdout, re.M), verified.stdout
     found = subprocess.run(["/usr/bin/python3", "-c", "import sys; sys.path[:0] = sys.argv[1:]; import dbpipe, "
                             "pymysql; print(dbpipe.__file__); print(pymysql.__file__)",
-                            str(unpacked / "usr/lib/dbpipe"), str(unpacked / "usr/lib/dbpipe/vendor")],
+                            str(prefix / "lib/dbpipe"), str(prefix / "lib/dbpipe/vendor")],
                            capture_output=True, text=True, check=True, env=bareos_env()).stdout.split()
-    assert all(path.startswith(str(unpacked)) for path in found), found
+    assert all(path.startswith(str(root)) for path in found), found
+
+
+def readme_blocks(first: str) -> list[str]:
+    return [text for language, text in blocks(ROOT / "README.md") if language == "sh" and text.startswith(first)]
+
+
+def test_the_readme_package_block_as_written(tmp_path):
+    """README's `make deb` / `apt install ./build/dbpipe_*_all.deb` in the
+    source tree, offline and without the .venv; build/ is DEB_DIR (the
+    Makefile's default) in a temp dir, the host a root of its own."""
+    host = tmp_path / "host"
+    run = Runner(None, None, {"./build/": f"{tmp_path}/build/"}, roots=[host], env={
+        **bareos_env(PIP_NO_INDEX="1", DEB_DIR=str(tmp_path / "build")), "PATH": PACKAGE_PATH, "PWD": str(ROOT)})
+    (block,) = readme_blocks("make deb")
+    run.run(block)
+    assert (host / "usr/bin/dbpipe-dump").is_file()
+    assert (host / "usr/share/dbpipe/bareos-config/bareos-fd.d/client/myself.conf").is_file()
+
+
+def test_the_readme_install_block_as_written(tmp_path):
+    """README's `make install` / `make install-bareos-config`, without the
+    .venv, into a DESTDIR (from the environment, as make takes it)."""
+    dest = tmp_path / "dest"
+    run = Runner(None, None, {}, env={**bareos_env(PIP_NO_INDEX="1", DESTDIR=str(dest)), "PATH": PACKAGE_PATH,
+                                      "PWD": str(ROOT)})
+    (block,) = readme_blocks("make install")
+    run.run(block)
+    commands = sorted(path.name for path in BIN.iterdir() if path.is_file())
+    assert sorted(path.name for path in (dest / "usr/local/bin").iterdir()) == commands
+    assert 'LIBDIR = "/usr/local/lib/dbpipe"' in (dest / "usr/local/bin/dbpipe-dump").read_text()
+    assert (dest / "usr/local/lib/dbpipe/vendor/pymysql/__init__.py").is_file()
+    shipped = sorted(p.relative_to(ROOT / "bareos-config") for p in (ROOT / "bareos-config").rglob("*.conf"))
+    assert sorted(p.relative_to(dest / "etc/bareos") for p in (dest / "etc/bareos").rglob("*.conf")) == shipped
+
+
+def test_the_readme_make_demo_line_as_written():
+    """The first line of README's "two commands"; the second, `make test`, is
+    this test suite itself, run as written by CI (.ci/run)."""
+    (block,) = readme_blocks("make demo")
+    first, second = block.splitlines()
+    assert second.startswith("make test ")
+    run = Runner(None, None, {}, env={**bareos_env(), "PATH": PACKAGE_PATH, "PWD": str(ROOT)})
+    run.run(first)
+    assert "verdict: PASS" in run.outputs[-1], run.outputs[-1]

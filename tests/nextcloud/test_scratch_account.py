@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from testkit import servers
-from ..helpers import BIN, bareos_env, dbpipe, last_line
+from ..bareos.runbook import Runner, blocks
+from ..helpers import BARE_PATH, BIN, ROOT, bareos_env, dbpipe, last_line
 from testkit import installs
 
 
@@ -99,3 +100,28 @@ def test_another_user_than_root_is_told_in_one_line(mariadb_unix_socket, nc_root
 
     assert result.returncode == 77, result.stderr.decode()
     assert "administrative account, which needs root" in last_line(result), result.stderr.decode()
+
+
+def test_the_readme_shell_block_as_written(mariadb_unix_socket, nc_root, tmp_path):
+    """README's "In a shell" lines, in order, with a profile `nextcloud` and
+    only the Nextcloud path substituted (runbook.Runner)."""
+    db, values = installs.mysql_database(mariadb_unix_socket)
+    install = installs.build(nc_root, values)
+    install.database = db
+    profiles = tmp_path / "profiles"
+    profiles.mkdir(mode=0o700)
+    profile = profiles / "nextcloud.conf"
+    profile.write_text(f"[database]\ntype = mysql\nsocket = {mariadb_unix_socket.socket}\n"
+                       f"user = {values['dbuser']}\npassword = {values['dbpassword']}\n"
+                       f"database = {values['dbname']}\n")
+    profile.chmod(0o600)
+    before = install.database.fingerprint()
+    (block,) = [text for language, text in blocks(ROOT / "README.md")
+                if language == "sh" and text.startswith("dbpipe-dump --profile nextcloud")]
+    run = Runner(None, None, {"/var/www/nextcloud": str(install.root)}, env=bareos_env(
+        PATH=f"{BIN}:{BARE_PATH}", DBPIPE_CONFIG_DIR=str(profiles), TMPDIR=str(tmp_path), PWD=str(tmp_path)))
+
+    run.run(block)
+
+    assert "verdict:   intact, test restore passed" in run.outputs[-1]
+    assert install.database.fingerprint() == before

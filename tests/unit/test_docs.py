@@ -45,3 +45,20 @@ def test_the_docs_name_only_what_ships(doc):
     assert sorted(names - known) == [], "resource names nothing ships"
     assert sorted(files - config_files) == [], "resource files nothing ships"
     assert sorted(p for p in pseudo if p not in text) == [], "pseudo files nothing ships"
+
+
+def test_every_command_of_the_readme_quick_start_runs_as_a_runbook_line():
+    """README's quick start gives its commands inline, in numbered steps; each
+    is a line (or, for bconsole input, part of a line) of docs/first-backup.md's
+    command blocks, which tests/bareos/test_runbooks.py runs as written, or the
+    `make deb` of README's install block (tests/integration/test_package.py)."""
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    runbook = "\n".join(body for language, body in re.findall(r"^```(\w*)\n(.*?)^```", (
+        ROOT / "docs" / "first-backup.md").read_text(), re.MULTILINE | re.DOTALL) if language == "sh")
+    spans = [span for span in re.findall(r"`([^`\n]+)`", quick)
+             if not span.startswith(("verdict:", "Plugin"))]        # the program's answer; a resource keyword
+    assert len(spans) >= 10, spans
+    missing = [span for span in spans if span.replace("jobid=N", "jobid=<backup job id>") not in runbook
+               and not (span == "make deb" and "\nmake deb " in "\n" + readme)]
+    assert missing == [], "quick start commands no runbook line runs"
