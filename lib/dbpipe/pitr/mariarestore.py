@@ -263,12 +263,18 @@ def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position
 
 
 def _verified(target: RecoveryTarget, logs: list[str], last: Event | None) -> str:
-    """The last event fed to the server must end exactly at a position target."""
+    """The last event fed to the server must end exactly at a position
+    target, and lie within a time target's second."""
     if last is None:
         return f"nothing to replay after the backup in {logs[0]}"
-    reached = f"last event replayed ends at {logs[-1]}:{last.end}, {show(last.at)}"
-    if target.binlog and last.end != target.binlog[1]:
-        raise DataError(f"the replay did not stop at {target}: its {reached}")
+    if target.binlog:
+        reached = f"last event replayed ends at {logs[-1]}:{last.end}, {show(last.at)}"
+        if last.end != target.binlog[1]:
+            raise DataError(f"the replay did not stop at {target}: its {reached}")
+        return reached
+    reached = f"last event replayed at {show(last.at)}, end_log_pos {last.end}"
+    if target.at and last.at > target.at.replace(microsecond=0):
+        raise DataError(f"the replay went past {target}: its {reached}")
     return reached
 
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> str:
     service = Service(args.service, ServiceManager.detect(args.service_manager)) if args.service else None
     service = None if args.beside or args.drill else service
     if service is None or args.check:
-        refuse_unfinished(args.datadir)
+        refuse_unfinished(os.path.abspath(args.datadir))
     else:
         repaired = finish_interrupted(service, os.path.abspath(args.datadir))
         if repaired or args.finish_swap:

@@ -155,25 +155,27 @@ def finish_interrupted(service: Service, live: str) -> str | None:
         plan = record.load()
         if plan is None:
             return None
-        has = os.path.lexists
         log.warning("an interrupted point-in-time swap into %s is recorded (%s): repairing it", plan.datadir,
                     record.path)
-        if has(plan.datadir) and not has(plan.old):
+        state = tuple(os.path.lexists(path) for path in (plan.datadir, plan.old, plan.new))
+        if state[:2] == (True, False):                  # stopped at most: nothing renamed
             service.start()
             record.clear()
             return (f"rolled back the interrupted point-in-time swap into {plan.datadir}: nothing had been "
                     f"renamed, {service.name} started on it again; the recovered directory {plan.new} is "
                     "left for you to remove or to restore again")
-        if not has(plan.datadir) and has(plan.old) and has(plan.new):
+        if state == (False, True, True):                # between the renames
             move(plan.new, plan.datadir)
-        if not (has(plan.datadir) and has(plan.old)):
+        elif state != (True, True, False):              # (True, True, False): both renamed
             raise DataError(f"the interrupted point-in-time swap into {plan.datadir} cannot be repaired: "
-                            f"{plan.old} or {plan.new} is missing; look at the directories and remove "
-                            f"{record.path} by hand")
+                            f"{plan.datadir}, {plan.old} and {plan.new} are not as it left them; look at "
+                            f"the directories and remove {record.path} by hand")
         return _finish(service, plan, record)
 
 
 def _finish(service: Service, plan: PitrSwap, record: SwapRecord) -> str:
+    for staging in (".run", ".wal"):               # the recovery's, no longer needed either way
+        shutil.rmtree(plan.new + staging, ignore_errors=True)
     try:
         service.start()
     except Exception as exc:  # noqa: BLE001 - said in the one line
@@ -183,8 +185,6 @@ def _finish(service: Service, plan: PitrSwap, record: SwapRecord) -> str:
                                f"recovered server did not start ({exc}); the old data directory is back in "
                                f"place and started") from None
     record.clear()
-    for staging in (".run", ".wal"):
-        shutil.rmtree(plan.new + staging, ignore_errors=True)
     return (f"finished the interrupted point-in-time swap into {plan.datadir}: recovered to "
             f"{plan.target or 'its target'}, {service.name} started on it; the old data directory is "
             f"kept as {plan.old}")
