@@ -139,6 +139,9 @@ class Accident:
     def live_is_after_the_accident(self) -> bool:
         raise NotImplementedError
 
+    def recovery_finished(self) -> bool:
+        raise NotImplementedError
+
     # shared
     def notes(self) -> list[str]:
         return self.sql("SELECT note FROM oc_notes ORDER BY id").splitlines()
@@ -203,6 +206,10 @@ class PgAccident(Accident):
     def live_is_after_the_accident(self) -> bool:
         return self.sql("SELECT to_regclass('oc_filecache') IS NULL") == "t"
 
+    def recovery_finished(self) -> bool:
+        logs = [p.read_text() for p in self.data.parent.glob(f"{self.data.name}.dbpipe-pitr-*.run/recovery.log")]
+        return len(logs) == 1 and "recovery stopping before" in logs[0]
+
 
 class MariaAccident(Accident):
     engine, real_manager = "mysql", SERVICE_MANAGER
@@ -237,6 +244,11 @@ class MariaAccident(Accident):
     def live_is_after_the_accident(self) -> bool:
         return self.mariadb.sql("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
                                 f"'{self.database}' AND TABLE_NAME = 'oc_filecache'") == "0"
+
+    def recovery_finished(self) -> bool:
+        """Replayed and its trial server shut down (its run directory goes then)."""
+        built = self.beside("pitr")
+        return len(built) == 1 and built[0].is_dir()
 
     def destroy(self) -> None:
         self.mariadb.destroy()

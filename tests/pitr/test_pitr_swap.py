@@ -35,7 +35,7 @@ def test_nextcloud_is_closed_only_around_the_swap(accident):
     try:
         wait_for(lambda: "maintenance:mode --on" in install.commands(), proc, "maintenance mode")
         # Nextcloud closes only now: the recovery has finished, nothing live has changed yet
-        assert [p for p in nc.beside("pitr") if not p.name.endswith((".run", ".wal"))]
+        assert nc.recovery_finished()
         assert nc.data.stat().st_ino == live and not events.exists() and nc.live_is_after_the_accident()
     finally:
         (install.root / "occ-resume").write_text("")
