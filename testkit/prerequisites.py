@@ -29,6 +29,7 @@ PACKAGES = {
     "mkfs.btrfs": "btrfs-progs", "btrfs": "btrfs-progs",
     "losetup": "mount", "mount": "mount", "umount": "mount",
     "chattr": "e2fsprogs",
+    "strace": "strace",
 }
 
 

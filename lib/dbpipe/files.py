@@ -191,3 +191,15 @@ def fsync_directory(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def move(source: str, destination: str) -> None:
+    """Rename durably, never onto something (a crash must not undo a move a
+    record relies on: a data directory swapped aside)."""
+    if os.path.lexists(destination):
+        raise CantCreateError(f"cannot move {source} to {destination}: it exists")
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        raise CantCreateError(f"cannot move {source} to {destination}: {exc.strerror}") from None
+    fsync_directory(os.path.dirname(destination))

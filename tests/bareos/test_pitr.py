@@ -21,10 +21,10 @@ import pytest
 from testkit import servers
 from ..helpers import BARE_PATH, bareos_env, dbpipe
 from testkit.pitr import archive_command, configure, owned_dir, switch_wal, wait_archived
-from ..pitr.test_pg_pitr import HERE, Workload, service_dir
+from ..pitr.accidents import PG_SERVICE, binlogging_service, service_dir
+from ..pitr.test_pg_pitr import Workload
 from testkit.mariadb_service import SERVICE_MANAGER
 from ..pitr.test_mariadb_pitr import Workload as MariaWorkload
-from ..pitr.test_mariadb_pitr import binlogging_service
 from .test_jobs import assert_ok
 
 
@@ -118,7 +118,7 @@ def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving
     assert beyond.returncode == 65 and b"is beyond what the archive covers; available: " in beyond.stderr
 
     result = dbpipe("dbpipe-pitr-restore", *common, "--fetch-into", tmp_path / "fetched",
-                    "--service", service_dir(server), "--service-manager", HERE / "pg-service",
+                    "--service", service_dir(server), "--service-manager", PG_SERVICE,
                     env=env, timeout=900)
     assert result.returncode == 0, result.stderr.decode()
     assert b"recovery stopping before commit" in result.stdout

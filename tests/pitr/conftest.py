@@ -44,3 +44,17 @@ def archiving_pg(reachable):
         servers.destroy(server)
 
 
+
+
+@pytest.fixture(params=["pgsql", "mysql"])
+def accident(request, reachable):
+    """tests/pitr/accidents.py's accident on each engine (own server)."""
+    from .accidents import MariaAccident, PgAccident
+    if request.param == "pgsql":
+        yield PgAccident(request.getfixturevalue("archiving_pg"), reachable)
+        return
+    made = MariaAccident(reachable)
+    try:
+        yield made
+    finally:
+        made.destroy()

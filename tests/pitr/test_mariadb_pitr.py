@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+from dataclasses import dataclass
 import os
 import signal
 import shutil
@@ -21,6 +22,7 @@ import pytest
 
 from ..helpers import BIN, bareos_env, dbpipe, last_line
 from testkit.mariadb_service import SERVICE_MANAGER, PrivateService
+from .accidents import binlogging_service, collect, full_backup
 
 
 class Workload:
@@ -42,31 +44,18 @@ class Workload:
         self.thread.join(30)
 
 
-def binlogging_service() -> PrivateService:
-    service = PrivateService("pitr")
-    binlog = Path(service.root) / "binlog"
-    binlog.mkdir()
-    cnf = Path(service.cnf)
-    cnf.write_text(cnf.read_text().replace(
-        "skip-log-bin\n", f"log-bin={binlog}/mysql-bin\nserver-id=1\nbinlog-format=ROW\n"))
-    return service.install().start()
+@dataclass
+class Scenario:
+    service: PrivateService
+    spool: Path
+    pieces: Path
+    target: str                   # a second before the accident's
+    expected: list[str]           # the rows up to it
+    position: str                 # FILE:POS before the three rows written after the workload
+    upto_position: list[str]
 
-
-def collect(service, spool) -> subprocess.CompletedProcess:
-    result = dbpipe("dbpipe-binlog-collect", "--socket", service.socket, "--user", "root", "--spool", spool)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def full_backup(service, pieces: Path, state: Path) -> None:
-    reader = subprocess.Popen([str(BIN / "dbpipe-mariabackup"), "--type", "mysql", "--socket", service.socket,
-                               "--user", "root", "--level", "full", "--state-dir", str(state)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
-    stored = subprocess.run([str(BIN / "dbpipe-mariabackup-restore"), "--from-stdin", "--into", str(pieces)],
-                            stdin=reader.stdout, capture_output=True, env=bareos_env(), cwd="/")
-    reader.stdout.close()
-    assert reader.wait(300) == 0, reader.stderr.read().decode()
-    assert stored.returncode == 0, stored.stderr.decode()
+    def parts(self) -> tuple:
+        return self.service, self.spool, self.pieces, self.target, self.expected
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +74,10 @@ def scenario():
                 collect(service, spool)
             while datetime.datetime.now().microsecond < 500_000:     # rows in the accident's second too
                 time.sleep(0.01)
+        position = ":".join(service.sql("SHOW MASTER STATUS").split()[:2])
+        upto_position = service.sql("SELECT id FROM app.rows ORDER BY id").split()
+        for _ in range(3):
+            service.sql("INSERT INTO app.rows (note) VALUES ('after')")
         accident = datetime.datetime.fromisoformat(service.sql("SELECT NOW(6)"))
         second = accident.replace(microsecond=0)
         target = second - datetime.timedelta(seconds=1)
@@ -94,19 +87,22 @@ def scenario():
         service.sql("DROP TABLE app.rows")                                  # the accident
         service.sql("CREATE TABLE app.after_accident (x INT); INSERT INTO app.after_accident VALUES (1)")
         collect(service, spool)
-        yield service, spool, pieces, target.strftime("%Y-%m-%d %H:%M:%S"), expected
+        yield Scenario(service, spool, pieces, target.strftime("%Y-%m-%d %H:%M:%S"), expected, position,
+                       upto_position)
     finally:
         service.destroy()
         shutil.rmtree(work, ignore_errors=True)
 
 
 def restore(service, spool, pieces, target, *extra):
-    return dbpipe("dbpipe-pitr-restore", "--engine", "mysql", "--to", target, "--datadir", service.datadir,
+    """target None: the target is among extra (--to-position, --to-xid)."""
+    to = ["--to", target] if target else []
+    return dbpipe("dbpipe-pitr-restore", "--engine", "mysql", *to, "--datadir", service.datadir,
                   "--wal", spool, "--bases", pieces, *extra, timeout=900)
 
 
 def test_collected_logs_are_checksummed_and_never_collected_twice(scenario):
-    service, spool, _, _, _ = scenario
+    service, spool, _, _, _ = scenario.parts()
     logs = sorted(p.name for p in spool.iterdir() if p.name.startswith("mysql-bin.0"))
     assert logs and all(name.endswith(".sha256") or (spool / f"{name}.sha256").exists() for name in logs)
     again = collect(service, spool)
@@ -120,7 +116,7 @@ def test_log_bin_off_is_said_clearly(mysql_server, tmp_path):
 
 
 def test_a_target_beyond_the_archive_is_refused_with_the_range(scenario):
-    service, spool, pieces, _, _ = scenario
+    service, spool, pieces, _, _ = scenario.parts()
     result = restore(service, spool, pieces, "2099-01-01 00:00:00", "--service", service.root,
                      "--service-manager", SERVICE_MANAGER)
     assert result.returncode == 65
@@ -129,7 +125,7 @@ def test_a_target_beyond_the_archive_is_refused_with_the_range(scenario):
 
 
 def test_a_missing_binlog_is_refused(scenario, tmp_path):
-    service, spool, pieces, target, _ = scenario
+    service, spool, pieces, target, _ = scenario.parts()
     gappy = tmp_path / "gappy"
     shutil.copytree(spool, gappy)
     logs = sorted(p.name for p in gappy.iterdir() if p.name.startswith("mysql-bin.0") and "sha" not in p.name)
@@ -141,7 +137,7 @@ def test_a_missing_binlog_is_refused(scenario, tmp_path):
 
 
 def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
-    service, spool, pieces, target, _ = scenario
+    service, spool, pieces, target, _ = scenario.parts()
     parent = os.path.dirname(service.datadir)
     live = os.stat(service.datadir).st_ino
     proc = subprocess.Popen([str(BIN / "dbpipe-pitr-restore"), "--engine", "mysql", "--to", target, "--datadir",
@@ -165,8 +161,13 @@ def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
 
 
 def test_beside_serves_the_lost_rows_and_leaves_the_live_server_alone(scenario):
-    service, spool, pieces, target, expected = scenario
-    result = restore(service, spool, pieces, target, "--beside")
+    service, spool, pieces, target, expected = scenario.parts()
+    assert beside_rows(restore(service, spool, pieces, target, "--beside")) == expected
+    assert service.sql("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_NAME = 'rows'") == "0"
+
+
+def beside_rows(result) -> list[str]:
+    """The rows of the server a --beside restore left running, which is then stopped and removed."""
     assert result.returncode == 0, result.stderr
     said = result.stdout.decode()
     new = said.split("data directory ", 1)[1].split(",", 1)[0]
@@ -175,8 +176,8 @@ def test_beside_serves_the_lost_rows_and_leaves_the_live_server_alone(scenario):
         beside = subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "--batch",
                                  "--skip-column-names", "-e", "SELECT id FROM app.rows ORDER BY id"],
                                 capture_output=True, text=True, env=bareos_env())
-        assert beside.stdout.split() == expected, beside.stderr
-        assert service.sql("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_NAME = 'rows'") == "0"
+        assert beside.returncode == 0, beside.stderr
+        return beside.stdout.split()
     finally:
         subprocess.run(["mariadb-admin", "--no-defaults", f"--socket={sock}", "-uroot", "shutdown"],
                        capture_output=True, env=bareos_env())
@@ -184,8 +185,35 @@ def test_beside_serves_the_lost_rows_and_leaves_the_live_server_alone(scenario):
             shutil.rmtree(path, ignore_errors=True)
 
 
+def test_restore_to_the_binlog_position_before_the_accident(scenario):
+    """--to-position: every row written before it, none of the three after;
+    the replayed stream ended exactly there."""
+    result = restore(scenario.service, scenario.spool, scenario.pieces, None, "--to-position",
+                     scenario.position, "--beside")
+    assert f"recovered to binary log position {scenario.position} (last event replayed ends at " \
+           f"{scenario.position}, " in result.stdout.decode(), result.stderr
+    assert beside_rows(result) == scenario.upto_position
+
+
+def test_a_position_the_archive_cannot_reach_or_the_wrong_engine_is_refused(scenario):
+    service, spool, pieces, _, _ = scenario.parts()
+    name, position = scenario.position.split(":")
+    stem, number = name.rsplit(".", 1)
+    for wanted, says in ((f"{stem}.{int(number) + 99:06d}:4", "is beyond what the archive covers"),
+                         (f"{name}:{int(position) + 1}", f"is not where an event of {name} ends")):
+        result = restore(service, spool, pieces, None, "--to-position", wanted, "--service", service.root,
+                         "--service-manager", SERVICE_MANAGER)
+        assert result.returncode == 65, result.stderr
+        line = last_line(result)
+        assert f"binary log position {wanted} {says}" in line, line
+        assert "available: " in line or "end_log_pos" in line
+        assert not [p for p in os.listdir(os.path.dirname(service.datadir)) if "dbpipe-" in p]
+    result = restore(service, spool, pieces, None, "--to-xid", "1234", "--beside")
+    assert result.returncode == 64 and "--to-xid is a PostgreSQL transaction id" in last_line(result)
+
+
 def test_restore_to_one_second_before_the_accident(scenario):
-    service, spool, pieces, target, expected = scenario
+    service, spool, pieces, target, expected = scenario.parts()
     result = restore(service, spool, pieces, target, "--service", service.root, "--service-manager", SERVICE_MANAGER)
     assert result.returncode == 0, result.stderr
     assert b"live data directory replaced" in result.stdout

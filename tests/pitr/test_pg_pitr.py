@@ -8,8 +8,8 @@ alone."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import json
 import os
 import pwd
 import shutil
@@ -25,8 +25,7 @@ import pytest
 from testkit import servers
 from ..helpers import BIN, bareos_env, dbpipe, last_line, write_secret
 from testkit.pitr import archive_command, base_backup, configure, owned_dir, switch_wal, wait_archived
-
-HERE = Path(__file__).resolve().parent
+from .accidents import PG_SERVICE, service_dir
 
 
 class Workload:
@@ -54,9 +53,10 @@ class Workload:
 
 class Scenario:
     def __init__(self, base: Path, server, spool: Path, bases: Path, target: str, expected: list[int],
-                 accident: datetime.datetime):
+                 accident: datetime.datetime, xid: str, upto_xid: list[int]):
         self.base, self.server, self.spool, self.bases = base, server, spool, bases
         self.target, self.expected, self.accident = target, expected, accident
+        self.xid, self.upto_xid = xid, upto_xid
 
     @property
     def datadir(self) -> Path:
@@ -68,17 +68,6 @@ class Scenario:
 
     def beside_dirs(self) -> list[str]:
         return sorted(p.name for p in self.datadir.parent.iterdir() if p.name.startswith("data."))
-
-
-def service_dir(server, config_dir: Path | None = None) -> str:
-    options = (f"-k {server.workdir} -p {server.port} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off")
-    conf = {"pg_ctl": servers._pg_bin("pg_ctl"), "datadir": str(Path(server.workdir) / "data"),
-            "options": options, "log": str(Path(server.workdir) / "server.log")}
-    if config_dir:
-        conf["config_dir"] = str(config_dir)
-    (Path(server.workdir) / "service.json").write_text(json.dumps(conf))
-    return server.workdir
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +89,10 @@ def scenario():
                 time.sleep(1.5)
                 switch_wal(server)
             time.sleep(1.5)
+        xid = server.sql("SELECT xmin FROM rows ORDER BY id DESC LIMIT 1", database="app")   # the last good one
+        upto_xid = [int(x) for x in server.sql("SELECT id FROM rows ORDER BY id", database="app").split()]
+        for _ in range(3):
+            server.sql("INSERT INTO rows (note) VALUES ('after the xid')", database="app")
         accident = datetime.datetime.fromisoformat(
             server.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
         ).replace(tzinfo=datetime.timezone.utc)
@@ -112,7 +105,7 @@ def scenario():
         server.sql("DROP TABLE rows", database="app")                  # the accident
         server.sql("CREATE TABLE after_accident (x int); INSERT INTO after_accident VALUES (1)", database="app")
         wait_archived(server, switch_wal(server))
-        yield Scenario(base, server, spool, bases, target.isoformat(), expected, accident)
+        yield Scenario(base, server, spool, bases, target.isoformat(), expected, accident, xid, upto_xid)
     finally:
         servers.destroy(server)
         shutil.rmtree(base, ignore_errors=True)
@@ -173,7 +166,7 @@ def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
     live = scenario.datadir.stat().st_ino
     proc = subprocess.Popen([str(BIN / "dbpipe-pitr-restore"), "--to", scenario.target, "--datadir",
                              str(scenario.datadir), "--wal", str(scenario.spool), "--bases", str(scenario.bases),
-                             "--service", service_dir(scenario.server), "--service-manager", str(HERE / "pg-service")],
+                             "--service", service_dir(scenario.server), "--service-manager", str(PG_SERVICE)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(n.endswith(".wal") for n in scenario.beside_dirs()):
@@ -190,30 +183,65 @@ def test_kill_9_during_recovery_leaves_the_live_server_alone(scenario):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_beside_leaves_the_live_server_alone_and_serves_the_lost_rows(scenario):
-    result = scenario.restore("--beside")
+@contextlib.contextmanager
+def beside_server(result):
+    """The server a --beside restore left running (its output names it), stopped and removed after."""
     assert result.returncode == 0, result.stderr
     said = result.stdout.decode()
     assert "the server runs beside the live one" in said
     new = said.split("data directory ", 1)[1].split(",", 1)[0]
     port = said.split("port ", 1)[1].split(";", 1)[0]
     sock = said.split("socket ", 1)[1].split(",", 1)[0]
-    beside = servers.Server("pgsql", "beside", None, int(port), sock, "postgres", workdir=sock)
     try:
-        ids = [int(x) for x in beside.sql("SELECT id FROM rows ORDER BY id", database="app").split()]
-        assert ids == scenario.expected
-        assert scenario.server.sql("SELECT to_regclass('rows') IS NULL", database="app") == "t"
+        yield servers.Server("pgsql", "beside", None, int(port), sock, "postgres", workdir=sock)
     finally:
         subprocess.run(["runuser", "-u", "postgres", "--", servers._pg_bin("pg_ctl"), "-D", new, "-m", "fast",
                         "-w", "stop"], check=False, capture_output=True)
-        shutil.rmtree(new, ignore_errors=True)
-        shutil.rmtree(new + ".wal", ignore_errors=True)
-        shutil.rmtree(new + ".run", ignore_errors=True)
+        for path in (new, new + ".wal", new + ".run"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def test_beside_leaves_the_live_server_alone_and_serves_the_lost_rows(scenario):
+    with beside_server(scenario.restore("--beside")) as beside:
+        ids = [int(x) for x in beside.sql("SELECT id FROM rows ORDER BY id", database="app").split()]
+        assert ids == scenario.expected
+        assert scenario.server.sql("SELECT to_regclass('rows') IS NULL", database="app") == "t"
+
+
+def test_restore_to_the_transaction_before_the_accident(scenario):
+    """--to-xid: every row up to and including that transaction, none of the
+    three committed after it; the server's log says it stopped there."""
+    result = dbpipe("dbpipe-pitr-restore", "--to-xid", scenario.xid, "--datadir", scenario.datadir, "--wal",
+                    scenario.spool, "--bases", scenario.bases, "--beside", timeout=600)
+    assert f"recovered to transaction {scenario.xid} (recovery stopping after commit of transaction " \
+           f"{scenario.xid}, time " in result.stdout.decode(), result.stderr
+    with beside_server(result) as beside:
+        ids = [int(x) for x in beside.sql("SELECT id FROM rows ORDER BY id", database="app").split()]
+        assert ids == scenario.upto_xid
+
+
+def test_a_transaction_the_archive_does_not_hold_or_the_wrong_engine_is_refused(scenario):
+    before = scenario.beside_dirs()
+    result = dbpipe("dbpipe-pitr-restore", "--to-xid", "4000000000", "--datadir", scenario.datadir, "--wal",
+                    scenario.spool, "--bases", scenario.bases, "--beside")
+    assert result.returncode == 65, result.stderr
+    line = last_line(result)
+    assert line.startswith("dbpipe-pitr-restore: transaction 4000000000 did not commit in what the archive "
+                           "covers; available: transactions "), line
+    newest = int(line.split("available: transactions ", 1)[1].split(" .. ", 1)[1].split(",", 1)[0])
+    assert newest >= int(scenario.xid) + 4                          # the 3 rows after it and the DROP
+    assert scenario.beside_dirs() == before
+    for option, value, says in (("--to-xid", "1234", "--to-xid is a PostgreSQL transaction id"),
+                                ("--to-position", "mysql-bin.000001:4", "--to-position is a MariaDB binary")):
+        engine = ["--engine", "mysql"] if option == "--to-xid" else []
+        result = dbpipe("dbpipe-pitr-restore", *engine, option, value, "--datadir", scenario.datadir, "--beside")
+        assert result.returncode == 64 and says in last_line(result), result.stderr
+        assert len(result.stderr.decode().strip().splitlines()) == 1
 
 
 def test_restore_to_one_second_before_the_accident_in_place(scenario):
     result = scenario.restore("--service", service_dir(scenario.server),
-                              "--service-manager", HERE / "pg-service")
+                              "--service-manager", PG_SERVICE)
     assert result.returncode == 0, result.stderr
     said = result.stdout.decode()
     assert "recovery stopping before commit" in said and "live data directory replaced" in said
@@ -251,7 +279,7 @@ def test_debian_layout_configuration_outside_the_data_directory():
         for path in [etc, *etc.iterdir()]:
             os.chown(path, account.pw_uid, account.pw_gid)
         service = service_dir(server, etc)
-        manager = HERE / "pg-service"
+        manager = PG_SERVICE
         assert subprocess.run([manager, "start", service]).returncode == 0
         before = {p.name: p.read_bytes() for p in etc.iterdir()}
         bases = work / "bases"
@@ -270,7 +298,7 @@ def test_debian_layout_configuration_outside_the_data_directory():
         assert not (data / "postgresql.conf").exists() and not (data / "pg_hba.conf").exists()
         assert {p.name: p.read_bytes() for p in etc.iterdir()} == before
     finally:
-        subprocess.run([HERE / "pg-service", "stop", server.workdir], capture_output=True)
+        subprocess.run([PG_SERVICE, "stop", server.workdir], capture_output=True)
         servers.destroy(server)
 
 
@@ -298,153 +326,3 @@ def test_base_backup_as_a_replication_role_with_a_password(tmp_path):
         assert len(list((tmp_path / "bases").glob("pgbase-*.dbpipe"))) == 1
     finally:
         servers.destroy(server)
-
-
-def logging_manager(directory: Path, occ_log: Path, events: Path) -> Path:
-    """pg-service, noting at each call how many occ calls had been made by
-    then.  DIRECTORY/fail-start-once fails the next start (a recovered server
-    that does not come up); DIRECTORY/hang-stop holds stop until
-    DIRECTORY/release appears, then fails it without stopping anything."""
-    manager = directory / "pg-service-logged"
-    manager.write_text(f"""#!/usr/bin/env python3
-import os, subprocess, sys, time
-here = {str(directory)!r}
-calls = {str(occ_log)!r}
-count = sum(1 for _ in open(calls)) if os.path.exists(calls) else 0
-with open({str(events)!r}, "a") as log:
-    log.write(sys.argv[1] + " " + str(count) + "\\n")
-if sys.argv[1] == "start" and os.path.exists(here + "/fail-start-once"):
-    os.unlink(here + "/fail-start-once")
-    sys.exit(1)
-if sys.argv[1] == "stop" and os.path.exists(here + "/hang-stop"):
-    deadline = time.monotonic() + 120
-    while not os.path.exists(here + "/release") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    sys.exit(1)
-sys.exit(subprocess.run([{str(HERE / "pg-service")!r}, *sys.argv[1:]]).returncode)
-""")
-    manager.chmod(0o755)
-    return manager
-
-
-class NextcloudOnPg:
-    """A Nextcloud (the occ double) whose database is the archiving server: a
-    base backup, two rows, the target, then a row and a dropped table after it."""
-
-    def __init__(self, archiving_pg, reachable: Path):
-        from testkit import installs
-        self.server, self.spool = archiving_pg
-        self.db, values = installs.pgsql_database(self.server)
-        self.install = installs.build(reachable / "nextcloud", values)
-        assert self.install.occ("maintenance:data-fingerprint").returncode == 0
-        self.fingerprint = self.install.config()["data-fingerprint"]
-        assert self.fingerprint
-        self.sql("CREATE TABLE oc_notes (id serial PRIMARY KEY, note text)")
-        self.bases = reachable / "bases"
-        base_backup(self.server, self.bases)
-        self.sql("INSERT INTO oc_notes (note) VALUES ('one'), ('two')")
-        time.sleep(1.2)
-        self.target = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=0.5)
-        time.sleep(0.7)
-        self.sql("INSERT INTO oc_notes (note) VALUES ('after the target'); DROP TABLE oc_filecache CASCADE")
-        wait_archived(self.server, switch_wal(self.server))
-        self.state, self.events, self.here = reachable / "state", reachable / "service-events", reachable
-        self.manager = logging_manager(reachable, self.install.root / "occ-calls.log", self.events)
-        (self.install.root / "occ-calls.log").unlink(missing_ok=True)
-
-    @property
-    def data(self) -> Path:
-        return Path(self.server.workdir) / "data"
-
-    def sql(self, statement: str) -> str:
-        return self.server.sql(statement, database=self.db.name)
-
-    def start_restore(self) -> subprocess.Popen:
-        return subprocess.Popen(
-            [str(BIN / "dbpipe-pitr-restore"), "--to", self.target.isoformat(), "--datadir", str(self.data),
-             "--wal", str(self.spool), "--bases", str(self.bases), "--service", service_dir(self.server),
-             "--service-manager", str(self.manager), "--nextcloud", str(self.install.root),
-             "--nextcloud-state-dir", str(self.state), "--settle", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bareos_env(), cwd="/")
-
-    def live_is_after_the_accident(self) -> bool:
-        return self.sql("SELECT to_regclass('oc_filecache') IS NULL") == "t"
-
-
-def test_nextcloud_is_closed_only_around_the_swap(archiving_pg, reachable):
-    """--nextcloud: the recovery runs with Nextcloud open; maintenance mode is
-    on from before the server stops until after it runs on the recovered
-    directory, with a new data fingerprint, then off as before."""
-    nc = NextcloudOnPg(archiving_pg, reachable)
-    install, events = nc.install, nc.events
-    install.fail({"match": "maintenance:mode --on", "action": "pause", "seconds": 300})
-    live = nc.data.stat().st_ino
-    proc = nc.start_restore()
-    try:
-        deadline = time.monotonic() + 300
-        while "maintenance:mode --on" not in install.commands():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
-            time.sleep(0.1)
-        # Nextcloud closes only now: the recovery has finished, nothing live has changed yet
-        logs = [p.read_text() for p in nc.data.parent.glob("data.dbpipe-pitr-*.run/recovery.log")]
-        assert len(logs) == 1 and "recovery stopping before" in logs[0]
-        assert nc.data.stat().st_ino == live and not events.exists() and nc.live_is_after_the_accident()
-    finally:
-        (install.root / "occ-resume").write_text("")
-        out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err.decode()
-    assert "live data directory replaced" in out.decode()
-    assert nc.sql("SELECT note FROM oc_notes ORDER BY id").split() == ["one", "two"]
-    assert not nc.live_is_after_the_accident()
-    renewed = install.config()["data-fingerprint"]
-    assert renewed and renewed != nc.fingerprint
-    assert f"data fingerprint: updated to {renewed}" in out.decode()
-    assert not install.maintenance and not list(nc.state.glob("*.json"))
-    commands = install.commands()
-    calls_at = [line.split() for line in events.read_text().splitlines()]
-    stopped = next(int(count) for action, count in calls_at if action == "stop")
-    started = [int(count) for action, count in calls_at if action == "start"][-1]
-    on, off = commands.index("maintenance:mode --on"), commands.index("maintenance:mode --off")
-    assert on < stopped <= started <= off, (commands, calls_at)
-    assert commands.index("maintenance:data-fingerprint") in range(started, off), commands
-
-
-def test_nextcloud_reopens_when_the_swap_is_rolled_back(archiving_pg, reachable):
-    """The recovered server does not start: the old directory goes back and
-    so does maintenance mode; no new fingerprint, no record left."""
-    nc = NextcloudOnPg(archiving_pg, reachable)
-    (nc.here / "fail-start-once").write_text("")
-    proc = nc.start_restore()
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 69, err.decode()
-    line = err.decode().strip().splitlines()[-1]
-    assert "the recovered server did not start" in line and "old data directory is back in place" in line
-    assert nc.live_is_after_the_accident()                     # the live server as it was, running
-    assert not nc.install.maintenance and not list(nc.state.glob("*.json"))
-    assert nc.install.config()["data-fingerprint"] == nc.fingerprint
-    assert "maintenance:mode --on" in nc.install.commands()
-
-
-def test_kill_9_during_the_swap_leaves_nextcloud_closed_naming_the_finish(archiving_pg, reachable):
-    """Killed once the swap has begun: maintenance mode stays on, the record
-    names nextcloud-after-restore, which then finishes."""
-    nc = NextcloudOnPg(archiving_pg, reachable)
-    (nc.here / "hang-stop").write_text("")
-    proc = nc.start_restore()
-    try:
-        deadline = time.monotonic() + 300
-        while not (nc.events.exists() and "stop" in nc.events.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        (nc.here / "release").write_text("")
-    assert nc.install.maintenance
-    records = [p.read_text() for p in nc.state.glob("*.json")]
-    assert len(records) == 1 and "nextcloud-after-restore" in records[0], records
-    assert nc.live_is_after_the_accident()                     # never stopped: the held stop did nothing
-    finish = dbpipe("nextcloud-after-restore", nc.install.root, "--state-dir", nc.state, "--settle", "0")
-    assert finish.returncode == 0, finish.stderr
-    assert not nc.install.maintenance and not list(nc.state.glob("*.json"))
-    assert nc.install.config()["data-fingerprint"] != nc.fingerprint

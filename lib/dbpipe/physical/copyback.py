@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 from .. import stamps
 from ..engines import LiveChange
-from ..errors import Cancelled, CantCreateError, DbpipeError, UnavailableError, UsageError
-from ..files import fsync_directory
+from ..errors import Cancelled, DbpipeError, UnavailableError, UsageError
+from ..files import move as _move
 from ..kept import KeptCopy, directory_size, keep_newest
 from ..log import log
 from ..process import SERVER_START_TIMEOUT, Child
@@ -183,17 +183,6 @@ def _recover(request: CopyBackRequest, datadir: str, record: SwapRecord) -> None
     if os.path.isdir(datadir):
         request.service.start()
         wait_until_answering(request.target, request.start_timeout)
-
-
-def _move(source: str, destination: str) -> None:
-    """Rename durably (a crash must not undo a move the record relies on)."""
-    if os.path.lexists(destination):
-        raise CantCreateError(f"cannot move {source} to {destination}: it exists")
-    try:
-        os.rename(source, destination)
-    except OSError as exc:
-        raise CantCreateError(f"cannot move {source} to {destination}: {exc.strerror}") from None
-    fsync_directory(os.path.dirname(destination))
 
 
 def _stop(service: Service, datadir: str) -> None:

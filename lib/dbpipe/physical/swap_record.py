@@ -35,22 +35,26 @@ class Swap:
 
 
 class SwapRecord:
-    def __init__(self, datadir: str):
-        self.path = datadir + SUFFIX + ".json"
-        self.lock_path = datadir + SUFFIX + ".lock"
+    """The record file and its lock beside datadir.  A point-in-time restore's
+    swap (pitr.swap) keeps its own kind of record the same way: suffix, what
+    (for the messages) and kind (the dataclass) say which."""
+
+    def __init__(self, datadir: str, suffix: str = SUFFIX, what: str = "copy-back", kind: type = Swap):
+        self.path = datadir + suffix + ".json"
+        self.lock_path = datadir + suffix + ".lock"
+        self.datadir, self.what, self.kind = datadir, what, kind
 
     @contextlib.contextmanager
     def locked(self):
-        with exclusive_lock(self.lock_path, f"another copy-back into {self.path[:-len(SUFFIX + '.json')]} "
-                                             "is running"):
+        with exclusive_lock(self.lock_path, f"another {self.what} into {self.datadir} is running"):
             yield self
 
-    def load(self) -> Swap | None:
-        return records.load(self.path, lambda data: Swap(**data), lambda exc: DataError(
-            f"the copy-back record {self.path} is unreadable ({exc}): "
+    def load(self):
+        return records.load(self.path, lambda data: self.kind(**data), lambda exc: DataError(
+            f"the {self.what} record {self.path} is unreadable ({exc}): "
             "look at the directories beside it and remove it by hand"))
 
-    def save(self, swap: Swap) -> None:
+    def save(self, swap) -> None:
         records.save(self.path, asdict(swap))
 
     def clear(self) -> None:

@@ -2,7 +2,9 @@
 
 Through bconsole, like the restore drill: the newest successful base backup
 job that ended before the target, and every successful spool job since that
-base began, restored below one fetch directory (never in place).  The plan
+base began, restored below one fetch directory (never in place).  A
+transaction id or binary log position has no time the catalog knows: the
+newest base (chain) is fetched, as for "latest".  The plan
 then reads the fetched files exactly as it reads a local spool."""
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ def _when(stamp: str) -> datetime.datetime:
 def choose_base(jobs: list[CatalogJob], target: RecoveryTarget) -> CatalogJob:
     if not jobs:
         raise NoInputError("the catalog has no successful base backup job")
-    before = [job for job in jobs if target.latest or _when(job.end) <= target.at]
+    before = [job for job in jobs if target.at is None or _when(job.end) <= target.at]
     return (before or jobs)[-1 if before else 0]
 
 
 def chain_jobs(jobs: list[CatalogJob], target: RecoveryTarget) -> list[CatalogJob]:
     """A physical chain up to the target: the last Full before it and every
     job after that Full that ended before it."""
-    before = [job for job in jobs if target.latest or _when(job.end) <= target.at]
+    before = [job for job in jobs if target.at is None or _when(job.end) <= target.at]
     fulls = [i for i, job in enumerate(before) if job.level == "F"]
     if not fulls:
         raise NoInputError("the catalog has no successful full physical backup before the target")

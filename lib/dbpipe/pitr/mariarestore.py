@@ -9,6 +9,10 @@ beside the live one, start a trial server on a private socket (no
 networking, no binary log), replay with mariadb-binlog --stop-datetime,
 and only then swap it in (pitr.swap).  Binary log times have whole
 seconds: --to 16:39:59 replays every event of that second, none after.
+A position target FILE:POS replays every event that begins before POS in
+FILE (--stop-position on the last log): POS must be an event boundary of an
+archived log after the backup, and the replayed stream must end exactly
+there - the last event fed to the server ends at POS.
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ from ..physical.tool import Tools
 from ..process import (COMMAND_TIMEOUT, LONG_TIMEOUT, QUICK_TIMEOUT, RECOVERY_TIMEOUT, Child, RunAs, find_tool,
                        run, start_detached)
 from ..services import Service
+from ..stream import write_all
+from ..transfer import chunks
 from .binlogs import number_of
 from .spool import Spool
 from .pgrecover import drill_report
 from .swap import Closed, sibling, swap
 from .targettime import RecoveryTarget, show
 
-EVENT_TIME = re.compile(r"^#(\d{6})\s+(\d{1,2}:\d\d:\d\d)\s+server id", re.M)
+EVENT = re.compile(rb"^#(\d{6})\s+(\d{1,2}:\d\d:\d\d)\s+server id \d+\s+end_log_pos (\d+)", re.M)
 BINLOG_INFO = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
 
 
@@ -58,13 +64,28 @@ def _finished(stored) -> datetime.datetime:
     return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
 
 
-def event_times(path: str) -> list[datetime.datetime]:
+@dataclass(frozen=True)
+class Event:
+    end: int                      # end_log_pos: where the next event begins
+    at: datetime.datetime
+
+
+def _event(day: bytes, clock: bytes, end: bytes) -> Event:
+    return Event(int(end), datetime.datetime.strptime(f"{day.decode()} {clock.decode()}",
+                                                      "%y%m%d %H:%M:%S").astimezone())
+
+
+def events(path: str) -> list[Event]:
+    """The events of a binary log, as mariadb-binlog's header lines show them."""
     result = run([find_tool("mariadb-binlog", "mysqlbinlog", package_hint="mariadb-client"),
                   "--no-defaults", path], timeout=LONG_TIMEOUT)
     if result.code != 0:
         raise DataError(f"cannot read binary log {path}: {result.last_error_line()}")
-    return [datetime.datetime.strptime(f"{day} {clock}", "%y%m%d %H:%M:%S").astimezone()
-            for day, clock in EVENT_TIME.findall(result.stdout)]
+    return [_event(*found) for found in EVENT.findall(result.stdout.encode())]
+
+
+def event_times(path: str) -> list[datetime.datetime]:
+    return [event.at for event in events(path)]
 
 
 def _binlogs(spool: Spool) -> list[str]:
@@ -85,6 +106,8 @@ def plan_sequence(request: MariaRestore, spool: Spool) -> tuple[int, str]:
     newest = _newest_event(spool)
     oldest = _finished(pieces[0])
     available = f"available: {show(oldest)} .. {show(newest)}"
+    if request.target.binlog:
+        return _plan_position(request.target, spool, pieces, oldest)
     if request.target.latest:
         return pieces[-1].piece.sequence, available
     whole_second = request.target.at.replace(microsecond=0)
@@ -93,6 +116,34 @@ def plan_sequence(request: MariaRestore, spool: Spool) -> tuple[int, str]:
         raise DataError(f"{request.target} is before the oldest physical backup; {available}")
     if whole_second >= newest:
         raise DataError(f"{request.target} is beyond what the archive covers; {available}")
+    return usable[-1].piece.sequence, available
+
+
+def _plan_position(target: RecoveryTarget, spool: Spool, pieces: list, oldest: datetime.datetime) -> tuple[int, str]:
+    """A position must be an event boundary of an archived log; the chain is
+    prepared up to the newest piece finished in a second before the first
+    event not replayed, so the backup ends before the position."""
+    name, position = target.binlog
+    names = _binlogs(spool)
+    last_events = events(spool.path(names[-1]))
+    available = (f"available: {names[0]} .. {names[-1]}:{last_events[-1].end if last_events else 4}, "
+                 f"backups from {show(oldest)}")
+    if name not in names:
+        where = "beyond" if number_of(name) > number_of(names[-1]) else "outside"
+        raise DataError(f"{target} is {where} what the archive covers ({name} is not in it); {available}")
+    logged = last_events if name == names[-1] else events(spool.path(name))
+    ends = [event.end for event in logged]
+    if position not in ends:
+        if position > ends[-1]:
+            raise DataError(f"{target} is beyond what the archive covers; {available}")
+        raise DataError(f"{target} is not where an event of {name} ends (its last events end at "
+                        f"{', '.join(map(str, ends[-3:]))}; mariadb-binlog shows them as end_log_pos)")
+    following = [event.at for event in logged if event.end > position]
+    if not following and name != names[-1]:
+        following = event_times(spool.path(names[names.index(name) + 1]))[:1]
+    usable = [s for s in pieces if not following or _finished(s) < following[0].replace(microsecond=0)]
+    if not usable:
+        raise DataError(f"{target} is before the oldest physical backup; {available}")
     return usable[-1].piece.sequence, available
 
 
@@ -135,13 +186,13 @@ def restore(request: MariaRestore) -> str:
     prepared = physical_prepare.prepare(request.pieces_dir, tools, force=True, until=sequence)
     prepared_dir = os.path.join(os.path.abspath(request.pieces_dir), physical_prepare.PREPARED)
     first, position = binlog_position(prepared_dir)
-    logs = needed_logs(spool, first)
+    logs = _up_to_target(request.target, needed_logs(spool, first), first, position)
     log.info("%s; replaying %s:%d .. %s up to %s", prepared.describe(), first, position, logs[-1], request.target)
     owner = RunAs.owner_of(request.datadir)
     new = sibling(request.datadir, "pitr", claim=True)
     try:
         _build(tools, prepared_dir, new, owner)
-        _trial_replay(request, spool, logs, position, new, owner)
+        reached = _trial_replay(request, spool, logs, position, new, owner)
     except BaseException:
         shutil.rmtree(new + ".run", ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -153,12 +204,23 @@ def restore(request: MariaRestore) -> str:
         return drill_report(_newest_event(spool), f"binary logs {logs[0]} .. {logs[-1]} replayed")
     if request.service is None:
         sock = _serve_beside(new, owner, request.timeout)
-        return (f"recovered to {request.target}; the server runs beside the live one: data directory {new}, "
-                f"socket {sock}; stop it with mariadb-admin --socket={sock} shutdown")
+        return (f"recovered to {request.target} ({reached}); the server runs beside the live one: data "
+                f"directory {new}, socket {sock}; stop it with mariadb-admin --socket={sock} shutdown")
     shutil.rmtree(new + ".run", ignore_errors=True)
-    old = swap(request.service, request.datadir, new, lambda _: False, request.closed)
-    return f"recovered to {request.target} (binary logs replayed up to it); live data directory replaced, " \
-           f"the old one kept as {old}"
+    old = swap(request.service, request.datadir, new, lambda _: False, request.closed, str(request.target))
+    return f"recovered to {request.target} ({reached}); live data directory replaced, the old one kept as {old}"
+
+
+def _up_to_target(target: RecoveryTarget, logs: list[str], first: str, position: int) -> list[str]:
+    """A position target: the logs up to its own (--stop-position applies to
+    the last one), which must not lie before the backup's end."""
+    if not target.binlog:
+        return logs
+    name, stop = target.binlog
+    if name not in logs or (name == first and stop < position):
+        raise DataError(f"{target} is before the end of the physical backup ({first}:{position}); "
+                        f"choose a later position or restore the older chain")
+    return logs[:logs.index(name) + 1]
 
 
 def _build(tools: Tools, prepared: str, new: str, owner: RunAs | None) -> None:
@@ -184,7 +246,8 @@ def _server_argv(new: str, owner: RunAs | None) -> tuple[list[str], str]:
 
 
 def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position: int, new: str,
-                  owner: RunAs | None) -> None:
+                  owner: RunAs | None) -> str:
+    """Replay on a trial server; what the replayed stream reached."""
     rundir = new + ".run"
     os.mkdir(rundir, 0o700)
     if owner:
@@ -192,10 +255,27 @@ def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position
     server, sock = _server_argv(new, owner)
     with Child(server, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as trial:
         _wait_answering(sock, trial.poll, rundir, request.timeout)
-        _replay(request.target, [spool.path(n) for n in logs], position, sock)
+        last = _replay(request.target, [spool.path(n) for n in logs], position, sock)
         run([find_tool("mariadb-admin", "mysqladmin"), "--no-defaults", f"--socket={sock}", "-uroot",
              "shutdown"], timeout=COMMAND_TIMEOUT)
         trial.wait(COMMAND_TIMEOUT)
+    return _verified(request.target, logs, last)
+
+
+def _verified(target: RecoveryTarget, logs: list[str], last: Event | None) -> str:
+    """The last event fed to the server must end exactly at a position
+    target, and lie within a time target's second."""
+    if last is None:
+        return f"nothing to replay after the backup in {logs[0]}"
+    if target.binlog:
+        reached = f"last event replayed ends at {logs[-1]}:{last.end}, {show(last.at)}"
+        if last.end != target.binlog[1]:
+            raise DataError(f"the replay did not stop at {target}: its {reached}")
+        return reached
+    reached = f"last event replayed at {show(last.at)}, end_log_pos {last.end}"
+    if target.at and last.at > target.at.replace(microsecond=0):
+        raise DataError(f"the replay went past {target}: its {reached}")
+    return reached
 
 
 def _serve_beside(new: str, owner: RunAs | None, timeout: float) -> str:
@@ -218,18 +298,45 @@ def _wait_answering(sock: str, exited, rundir: str, timeout: float) -> None:
     raise UnavailableError(f"the recovery server did not answer within {timeout:g} s")
 
 
-def _replay(target: RecoveryTarget, paths: list[str], position: int, sock: str) -> None:
-    """mariadb-binlog | mariadb; --stop-datetime is local time, exclusive, whole seconds."""
+def _replay(target: RecoveryTarget, paths: list[str], position: int, sock: str) -> Event | None:
+    """mariadb-binlog | mariadb, watching the stream for the last event fed to
+    the server.  --stop-datetime is local time, exclusive, whole seconds;
+    --stop-position applies to the last log."""
     reader = [find_tool("mariadb-binlog", "mysqlbinlog"), "--no-defaults", f"--start-position={position}"]
-    if not target.latest:
+    if target.binlog:
+        reader.append(f"--stop-position={target.binlog[1]}")
+    elif not target.latest:
         stop = target.at.astimezone().replace(microsecond=0) + datetime.timedelta(seconds=1)
         reader.append(f"--stop-datetime={stop.strftime('%Y-%m-%d %H:%M:%S')}")
     loader = [find_tool("mariadb", "mysql"), "--no-defaults", f"--socket={sock}", "-uroot", "--binary-mode"]
+    watch = LastEvent()
     with Child(reader + paths, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as source, \
-            Child(loader, stdin=source.stdout_fd, stdout=subprocess.DEVNULL) as sink:
-        source.close_stdout()
+            Child(loader, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as sink:
+        with contextlib.suppress(BrokenPipeError):
+            for chunk in chunks(source.stdout_fd, "mariadb-binlog"):
+                watch.feed(chunk)
+                write_all(sink.stdin_fd, chunk)
+        sink.close_stdin()
         loaded, read = sink.wait(), source.wait()
     if read != 0:
         raise DataError(f"replaying the binary logs failed: {source.failure(read)}")
     if loaded != 0:
         raise DataError(f"replaying the binary logs failed: {sink.failure(loaded)}")
+    return watch.last
+
+
+class LastEvent:
+    """The last event header line in mariadb-binlog's output (lines may be
+    split across reads: the unfinished last line waits for the next)."""
+
+    def __init__(self):
+        self.last: Event | None = None
+        self._tail = b""
+
+    def feed(self, chunk) -> None:
+        text = self._tail + bytes(chunk)
+        cut = text.rfind(b"\n") + 1
+        found = EVENT.findall(text, 0, cut)
+        if found:
+            self.last = _event(*found[-1])
+        self._tail = text[cut:][-4096:]

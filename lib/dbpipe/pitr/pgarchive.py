@@ -5,6 +5,8 @@ which base to start from, which segments it needs and whether each one is
 there and intact; the newest recoverable second is the last commit in the
 last unbroken segment (pg_waldump).  A target outside that range, or behind
 a missing or damaged segment, is refused with the range that is available.
+A transaction id target must have committed in that run, after the base
+was consistent; the range then names the transactions and their times.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import re
 from dataclasses import dataclass
 
 from ..errors import DataError, NoInputError
-from ..process import COMMAND_TIMEOUT, run
+from ..process import COMMAND_TIMEOUT, LONG_TIMEOUT, run
 from . import walnames
 from .pgbase import StoredBase, finished_epoch, stored_bases, verify_stored
 from .spool import Spool
 from .targettime import RecoveryTarget, from_epoch, show
 
-COMMIT_TIME = re.compile(r"\bCOMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (UTC|[+-]\d\d)")
+STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (UTC|[+-]\d\d)"
+COMMIT_TIME = re.compile(r"\bCOMMIT " + STAMP)
+TX_COMMIT = re.compile(r"\btx:\s+(\d+), lsn: \S+, prev \S+, desc: COMMIT " + STAMP)
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,20 @@ def last_commit(spool: Spool, segments: list[str], waldump: str) -> datetime.dat
         result = run([waldump, "--path", spool.directory, name], timeout=COMMAND_TIMEOUT)
         found = COMMIT_TIME.findall(result.stdout)
         if found:
-            stamp, zone = found[-1]
-            zone = "+00:00" if zone == "UTC" else zone + ":00"
-            return datetime.datetime.fromisoformat(stamp + zone)
+            return _aware(*found[-1])
     return None
+
+
+def _aware(stamp: str, zone: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(stamp + ("+00:00" if zone == "UTC" else zone + ":00"))
+
+
+def commits(spool: Spool, segments: list[str], waldump: str) -> dict[int, datetime.datetime]:
+    """Transaction id -> commit time of every commit in the segments (one
+    pg_waldump over the run, transaction records only)."""
+    result = run([waldump, "--path", spool.directory, "--rmgr", "Transaction", segments[0], segments[-1]],
+                 timeout=LONG_TIMEOUT)
+    return {int(xid): _aware(stamp, zone) for xid, stamp, zone in TX_COMMIT.findall(result.stdout)}
 
 
 def plan(spool: Spool, bases_dir: str, target: RecoveryTarget, waldump: str) -> Plan:
@@ -84,6 +98,8 @@ def plan(spool: Spool, bases_dir: str, target: RecoveryTarget, waldump: str) -> 
     if not bases:
         raise NoInputError(f"no PostgreSQL base backup in {bases_dir}")
     segment_bytes = segment_bytes_of(spool)
+    if target.xid is not None:
+        return plan_transaction(spool, bases, target, waldump, segment_bytes)
     usable = [b for b in bases if target.latest or from_epoch(finished_epoch(b.base)) <= target.at]
     oldest = from_epoch(finished_epoch(bases[0].base))
     chosen = usable[-1] if usable else bases[0]
@@ -102,3 +118,27 @@ def plan(spool: Spool, bases_dir: str, target: RecoveryTarget, waldump: str) -> 
         raise DataError(f"{target} is beyond what the archive covers{gap}; {available}")
     verify_stored(chosen)
     return Plan(chosen, covered.segments, segment_bytes, newest, target)
+
+
+def plan_transaction(spool: Spool, bases: list[StoredBase], target: RecoveryTarget, waldump: str,
+                     segment_bytes: int) -> Plan:
+    """The newest base after which the transaction committed in the unbroken
+    run of segments.  Older bases are tried only while the id is older than
+    every commit after the newer base (ids grow with time, roughly)."""
+    refusal = ""
+    for chosen in reversed(bases):
+        covered = coverage(spool, chosen, segment_bytes)
+        start = from_epoch(finished_epoch(chosen.base))
+        found = commits(spool, covered.segments, waldump) if covered.segments else {}
+        after = {xid: at for xid, at in found.items() if at >= start}
+        if target.xid in after:
+            verify_stored(chosen)
+            return Plan(chosen, covered.segments, segment_bytes, max(after.values()), target)
+        gap = f"; {covered.gap}" if covered.gap else ""
+        available = (f"available: transactions {min(after)} .. {max(after)}, committed "
+                     f"{show(min(after.values()))} .. {show(max(after.values()))}" if after
+                     else f"no commit after the base backup of {show(start)}")
+        refusal = refusal or f"{target} did not commit in what the archive covers{gap}; {available}"
+        if after and target.xid > min(after):
+            break
+    raise DataError(refusal)

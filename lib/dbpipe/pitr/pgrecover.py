@@ -4,8 +4,8 @@ The live data directory is never the workspace: the base is extracted into
 a NEW directory beside it (same file system, so the swap is a rename), the
 segments the plan verified are staged for restore_command, and a trial
 server on a private socket and port replays WAL up to the target
-(recovery_target_time + promote; "latest": to the end of the unbroken
-archive).  Only when its log says it stopped at the target and it accepts
+(recovery_target_time or recovery_target_xid, + promote; "latest": to the
+end of the unbroken archive).  Only when its log says it stopped at the target and it accepts
 writes is it stopped and swapped in; the old directory is kept aside.  A
 failure or cancel up to the swap leaves the live server as it was; during
 the swap it is renamed back and started again.
@@ -115,7 +115,7 @@ def recover(plan: Plan, spool: Spool, request: RecoveryRequest) -> str:
     _stop(work, request, owner)
     _drop_block(work.new)
     restore_config(work.config)
-    old = swap(request.service, request.datadir, work.new, _running, request.closed)
+    old = swap(request.service, request.datadir, work.new, _running, request.closed, str(plan.target))
     work.remove_staging()
     return f"recovered to {plan.target} ({reached}); live data directory replaced, the old one kept as {old}"
 
@@ -135,7 +135,9 @@ def prepare(plan: Plan, spool: Spool, work: Workspace, owner: RunAs | None) -> N
     settings = {"restore_command": f'cp "{work.wal}/%f" "%p"', "recovery_target_action": "promote",
                 "port": str(work.port), "listen_addresses": "", "unix_socket_directories": work.run,
                 "archive_mode": "off"}
-    if not plan.target.latest:
+    if plan.target.xid is not None:
+        settings["recovery_target_xid"] = str(plan.target.xid)      # inclusive: up to its commit
+    elif not plan.target.latest:
         settings["recovery_target_time"] = plan.target.for_server()
     block = "\n".join([BLOCK_BEGIN, *(f"{k} = '{v}'" for k, v in settings.items()), BLOCK_END, ""])
     with open(os.path.join(work.new, "postgresql.auto.conf"), "a") as handle:
@@ -276,6 +278,9 @@ def _reached(plan: Plan, text: str) -> str:
     if not plan.target.latest and not stopped:
         raise DataError("the recovery server promoted without reaching the target (its log has no "
                         "'recovery stopping' line)")
+    if plan.target.xid is not None and not re.match(rf"recovery stopping after commit of transaction "
+                                                    rf"{plan.target.xid}\b", stopped[-1]):
+        raise DataError(f"the recovery server stopped elsewhere than at {plan.target}: {stopped[-1]}")
     said = stopped[-1] if stopped else "end of the archive"
     return said + (f"; last transaction at {last[-1].strip()}" if last else "")
 

@@ -15,6 +15,7 @@ from ..files import state_root
 from ..process import RECOVERY_TIMEOUT, find_tool
 from ..services import Service, ServiceManager
 from . import fetch, mariarestore, pgrestore
+from .swap import finish_interrupted, refuse_unfinished
 from .targettime import RecoveryTarget
 
 
@@ -24,7 +25,15 @@ def add_options(parser: argparse.ArgumentParser,
     Nextcloud; the executable plugs them in, setting args.closed)."""
     parser.add_argument("--engine", choices=("pgsql", "mysql"), default="pgsql",
                         help="pgsql (WAL) or mysql (MariaDB binary logs) (default: %(default)s)")
-    parser.add_argument("--to", required=True, metavar="TIME", help="'YYYY-MM-DD HH:MM:SS[+zone]' or latest")
+    targets = parser.add_mutually_exclusive_group(required=True)
+    targets.add_argument("--to", metavar="TIME", help="'YYYY-MM-DD HH:MM:SS[+zone]' or latest")
+    targets.add_argument("--to-xid", metavar="XID",
+                         help="pgsql: up to and including the commit of this transaction (recovery_target_xid)")
+    targets.add_argument("--to-position", metavar="FILE:POS",
+                         help="mysql: every binary log event before position POS of FILE (an end_log_pos, "
+                              "e.g. mysql-bin.000012:4567)")
+    targets.add_argument("--finish-swap", action="store_true",
+                         help="only finish (or roll back) a swap a killed run left; needs --service")
     parser.add_argument("--datadir", required=True, help="the live server's data directory")
     parser.add_argument("--wal", "--archive", dest="wal", metavar="DIR",
                         help="archived WAL segments or binary logs (default: the spool, "
@@ -65,7 +74,13 @@ def add_bareos(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> str:
     service = Service(args.service, ServiceManager.detect(args.service_manager)) if args.service else None
     service = None if args.beside or args.drill else service
-    target = RecoveryTarget.parse(args.to)
+    if service is None or args.check:
+        refuse_unfinished(os.path.abspath(args.datadir))
+    else:
+        repaired = finish_interrupted(service, os.path.abspath(args.datadir))
+        if repaired or args.finish_swap:
+            return repaired or f"no interrupted point-in-time swap into {args.datadir} is recorded"
+    target = target_of(args)
     fetched = _fetch_dir(args)
     removed = _removable(args)
     try:
@@ -73,6 +88,21 @@ def run(args: argparse.Namespace) -> str:
     finally:
         for path in removed + ([fetched] if args.drill and fetched else []):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def target_of(args: argparse.Namespace) -> RecoveryTarget:
+    """--to, --to-xid (PostgreSQL) or --to-position (MariaDB), each for its engine only."""
+    if args.to_xid is not None:
+        if args.engine != "pgsql":
+            raise UsageError("--to-xid is a PostgreSQL transaction id; for MariaDB give --to-position FILE:POS "
+                             "or --to TIME")
+        return RecoveryTarget.transaction(args.to_xid)
+    if args.to_position is not None:
+        if args.engine != "mysql":
+            raise UsageError("--to-position is a MariaDB binary log position (--engine mysql); for PostgreSQL "
+                             "give --to-xid XID or --to TIME")
+        return RecoveryTarget.position(args.to_position)
+    return RecoveryTarget.parse(args.to)
 
 
 def _removable(args: argparse.Namespace) -> list[str]:
