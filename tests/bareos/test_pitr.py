@@ -61,12 +61,13 @@ def spool_job(bed, spool: Path):
 
 
 def run_drill(bed, admin_job: str, restore_job: str):
-    """A shipped PITR drill Admin job and the restore job it starts (its result)."""
+    """A shipped PITR drill Admin job and the restore job it starts: (the jobs
+    it restores, the restore job's result)."""
     admin = bed.bareos.backup(admin_job)
     assert_ok(admin)
-    started = re.search(rf"{restore_job} started as JobId (\d+)", admin.log)
+    started = re.search(rf"{restore_job} started as JobId (\d+) for jobs ([\d,]+)", admin.log)
     assert started, admin.log
-    return bed.bareos.wait(int(started.group(1)), timeout=600)
+    return [int(i) for i in started.group(2).split(",")], bed.bareos.wait(int(started.group(1)), timeout=600)
 
 
 def drill_verdict(restored) -> datetime.datetime:
@@ -85,7 +86,7 @@ def drill(bed, server) -> None:
     link = bed.base / "pg-main"
     link.unlink(missing_ok=True)
     link.symlink_to(Path(server.workdir) / "data")
-    drill_verdict(run_drill(bed, "drill-pitr-pg", "restore-pitr-drill"))
+    drill_verdict(run_drill(bed, "drill-pitr-pg", "restore-pitr-drill")[1])
     assert not [p for p in (Path(server.workdir)).iterdir() if "dbpipe-pitr" in p.name]
     assert not list((bed.state / "pitr" / "drill").rglob("0000*"))      # the fetched copy is gone
     assert server.sql("SELECT 1") == "1"
@@ -93,16 +94,16 @@ def drill(bed, server) -> None:
 
 def mariadb_drill(bed, service):
     """The shipped drill-pitr-mariadb Admin job, its live data directory
-    pointed at the service's; the drill's restore job."""
+    pointed at the service's: (the jobs it restores, its restore job)."""
     link = bed.base / "mariadb-main"
     link.unlink(missing_ok=True)
     link.symlink_to(service.datadir)
-    restored = run_drill(bed, "drill-pitr-mariadb", "restore-pitr-drill-mariadb")
+    jobs, restored = run_drill(bed, "drill-pitr-mariadb", "restore-pitr-drill-mariadb")
     assert not [p for p in bed.base.iterdir() if "dbpipe-pitr" in p.name], "the throwaway server is gone"
     fetched = bed.state / "pitr" / "drill-mariadb"
     assert not [p for p in fetched.rglob("*") if p.is_file()], "the fetched copy is gone"
     assert service.sql("SELECT 1") == "1"
-    return restored
+    return jobs, restored
 
 
 def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving, tmp_path):
@@ -169,11 +170,11 @@ def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, b
                 "ts DATETIME(6) NOT NULL DEFAULT NOW(6), note VARCHAR(20)) ENGINE=InnoDB")
     with MariaWorkload(service):
         time.sleep(1)
-        assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Full"))
+        chain = [bed.bareos.backup("backup-mariadb-physical", level="Full")]
         for step in range(3):
             time.sleep(1.2)
             if step == 1:
-                assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Incremental"))
+                chain.append(bed.bareos.backup("backup-mariadb-physical", level="Incremental"))
             assert dbpipe(*collect).returncode == 0              # as cron or a Before script runs it
             spool_job(bed, spool)
         while datetime.datetime.now().microsecond < 500_000:
@@ -186,7 +187,11 @@ def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, b
     assert dbpipe(*collect).returncode == 0
     spool_job(bed, spool)
     assert not [p for p in spool.iterdir() if p.name.startswith("mysql-bin.0")], "every log is in Bareos"
-    newest = drill_verdict(mariadb_drill(bed, service))           # the chain + every log, to latest
+    for job in chain:
+        assert_ok(job)
+    jobs, restored = mariadb_drill(bed, service)
+    assert jobs[:2] == [job.job_id for job in chain], jobs       # the whole chain, then spool jobs
+    newest = drill_verdict(restored)                              # the chain + every log, to latest
     assert newest >= second.astimezone(), (newest, second)        # the accident's second is recoverable
 
     env = bareos_env(DBPIPE_STATE_DIR=str(bed.state), PATH=f"{bed.bareos.prefix}/sbin:{BARE_PATH}",
@@ -256,7 +261,7 @@ def test_mariadb_drill_fails_on_a_damaged_binary_log_in_the_archive(bed, binlogg
     damaged.write_bytes(bytes(data))
     spool_job(bed, spool)
 
-    restored = mariadb_drill(bed, service)
+    _, restored = mariadb_drill(bed, service)
     assert restored.status == "E", restored                      # Bareos: the After script failed
     said = "".join(re.findall(r"JobId \d+: (?:Client)?AfterJob: (.*)", restored.log))
     assert f"{damaged.name} in " in said and "is damaged (SHA-256 differs from its record)" in said, restored.log
