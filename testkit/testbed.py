@@ -208,8 +208,9 @@ class Bareos:
             "/var/lib/bareos": str(self.workdir / "dir"), "/usr/lib/bareos/plugins": self.plugin_dir,
             "/etc/bareos": str(self.conf("")), "/var/backups/dbpipe": str(dumps),
             "/var/www/nextcloud": str(nextcloud),
-            # the PITR drill's live data directory: a test points this link at its server's
-            "/var/lib/postgresql/15/main": str(state.parent / "pg-main")},
+            # the PITR drills' live data directories: a test points these links at its server's
+            "/var/lib/postgresql/15/main": str(state.parent / "pg-main"),
+            "/var/lib/mysql": str(state.parent / "mariadb-main")},
             {"bareos-dir": self.director_root or self.root, "bareos-fd": self.root})
 
     def add_resource(self, rel: str, text: str) -> None:

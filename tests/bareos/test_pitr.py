@@ -60,25 +60,50 @@ def spool_job(bed, spool: Path):
     return job, held
 
 
+def run_drill(bed, admin_job: str, restore_job: str):
+    """A shipped PITR drill Admin job and the restore job it starts: (the jobs
+    it restores, the restore job's result)."""
+    admin = bed.bareos.backup(admin_job)
+    assert_ok(admin)
+    started = re.search(rf"{restore_job} started as JobId (\d+) for jobs ([\d,]+)", admin.log)
+    assert started, admin.log
+    return [int(i) for i in started.group(2).split(",")], bed.bareos.wait(int(started.group(1)), timeout=600)
+
+
+def drill_verdict(restored) -> datetime.datetime:
+    """The drill's newest recoverable time, from its job log (checked to be recent)."""
+    assert_ok(restored)
+    said = "".join(re.findall(r"JobId \d+: (?:Client)?AfterJob: (.*)", restored.log))   # Bareos wraps lines
+    newest = re.search(r"drill: newest recoverable time (\S+ \S+) \((\d+) s ago\)", said)
+    assert newest and int(newest.group(2)) < 300, restored.log
+    assert "recovery to it succeeded in a throwaway directory, now removed" in said
+    return datetime.datetime.strptime(newest.group(1), "%Y-%m-%d %H:%M:%S%z")
+
+
 def drill(bed, server) -> None:
     """The shipped drill-pitr-pg Admin job: its restore job recovers to latest
     in a throwaway place and names the newest recoverable time."""
     link = bed.base / "pg-main"
     link.unlink(missing_ok=True)
     link.symlink_to(Path(server.workdir) / "data")
-    admin = bed.bareos.backup("drill-pitr-pg")
-    assert_ok(admin)
-    started = re.search(r"restore-pitr-drill started as JobId (\d+)", admin.log)
-    assert started, admin.log
-    restored = bed.bareos.wait(int(started.group(1)))
-    assert_ok(restored)
-    said = "".join(re.findall(r"JobId \d+: (?:Client)?AfterJob: (.*)", restored.log))   # Bareos wraps lines
-    newest = re.search(r"drill: newest recoverable time (\S+ \S+) \((\d+) s ago\)", said)
-    assert newest and int(newest.group(2)) < 300, restored.log
-    assert "recovery to it succeeded in a throwaway directory, now removed" in said
+    drill_verdict(run_drill(bed, "drill-pitr-pg", "restore-pitr-drill")[1])
     assert not [p for p in (Path(server.workdir)).iterdir() if "dbpipe-pitr" in p.name]
     assert not list((bed.state / "pitr" / "drill").rglob("0000*"))      # the fetched copy is gone
     assert server.sql("SELECT 1") == "1"
+
+
+def mariadb_drill(bed, service):
+    """The shipped drill-pitr-mariadb Admin job, its live data directory
+    pointed at the service's: (the jobs it restores, its restore job)."""
+    link = bed.base / "mariadb-main"
+    link.unlink(missing_ok=True)
+    link.symlink_to(service.datadir)
+    jobs, restored = run_drill(bed, "drill-pitr-mariadb", "restore-pitr-drill-mariadb")
+    assert not [p for p in bed.base.iterdir() if "dbpipe-pitr" in p.name], "the throwaway server is gone"
+    fetched = bed.state / "pitr" / "drill-mariadb"
+    assert not [p for p in fetched.rglob("*") if p.is_file()], "the fetched copy is gone"
+    assert service.sql("SELECT 1") == "1"
+    return jobs, restored
 
 
 def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving, tmp_path):
@@ -145,11 +170,11 @@ def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, b
                 "ts DATETIME(6) NOT NULL DEFAULT NOW(6), note VARCHAR(20)) ENGINE=InnoDB")
     with MariaWorkload(service):
         time.sleep(1)
-        assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Full"))
+        chain = [bed.bareos.backup("backup-mariadb-physical", level="Full")]
         for step in range(3):
             time.sleep(1.2)
             if step == 1:
-                assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Incremental"))
+                chain.append(bed.bareos.backup("backup-mariadb-physical", level="Incremental"))
             assert dbpipe(*collect).returncode == 0              # as cron or a Before script runs it
             spool_job(bed, spool)
         while datetime.datetime.now().microsecond < 500_000:
@@ -162,6 +187,12 @@ def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, b
     assert dbpipe(*collect).returncode == 0
     spool_job(bed, spool)
     assert not [p for p in spool.iterdir() if p.name.startswith("mysql-bin.0")], "every log is in Bareos"
+    for job in chain:
+        assert_ok(job)
+    jobs, restored = mariadb_drill(bed, service)
+    assert jobs[:2] == [job.job_id for job in chain], jobs       # the whole chain, then spool jobs
+    newest = drill_verdict(restored)                              # the chain + every log, to latest
+    assert newest >= second.astimezone(), (newest, second)        # the accident's second is recoverable
 
     env = bareos_env(DBPIPE_STATE_DIR=str(bed.state), PATH=f"{bed.bareos.prefix}/sbin:{BARE_PATH}",
                      TMPDIR=str(bed.tmpdir))
@@ -210,3 +241,29 @@ def test_bareos_down_for_several_schedules_loses_nothing(bed, archiving):
     assert checked.returncode == 0, checked.stderr.decode()
     newest_segment = re.search(r"WAL segment\(s\) \S+ \.\. (\S+),", checked.stdout.decode()).group(1)
     assert newest_segment >= last, checked.stdout                   # no gap from the base to the end
+
+
+def test_mariadb_drill_fails_on_a_damaged_binary_log_in_the_archive(bed, binlogging):
+    """A binary log damaged after its checksum was recorded reaches Bareos:
+    the drill's restore job does not end T, its log names the log and the
+    damage, and nothing it fetched or built is left; the live server runs on."""
+    service, spool = binlogging
+    collect = ("dbpipe-binlog-collect", "--socket", service.socket, "--user", "root", "--spool", spool)
+    service.sql("CREATE DATABASE app; CREATE TABLE app.rows (id INT AUTO_INCREMENT PRIMARY KEY, "
+                "note VARCHAR(20)) ENGINE=InnoDB")
+    assert_ok(bed.bareos.backup("backup-mariadb-physical", level="Full"))
+    service.sql("INSERT INTO app.rows (note) VALUES ('a'), ('b')")
+    assert dbpipe(*collect).returncode == 0
+    logs = sorted(p for p in spool.iterdir() if p.name.startswith("mysql-bin.0") and p.suffix != ".sha256")
+    damaged = logs[-1]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                  # same size, one byte flipped
+    damaged.write_bytes(bytes(data))
+    spool_job(bed, spool)
+
+    _, restored = mariadb_drill(bed, service)
+    assert restored.status == "E", restored                      # Bareos: the After script failed
+    said = "".join(re.findall(r"JobId \d+: (?:Client)?AfterJob: (.*)", restored.log))
+    assert f"{damaged.name} in " in said and "is damaged (SHA-256 differs from its record)" in said, restored.log
+    assert "newest recoverable time" not in said
+    assert service.sql("SELECT count(*) FROM app.rows") == "2"

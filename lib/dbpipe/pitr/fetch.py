@@ -67,16 +67,22 @@ def fetch(source: BareosSource, target: RecoveryTarget, where: str, chain: bool 
                                    f"status {restored.status}: see its job log")
 
 
-def start_drill(source: BareosSource, where: str, base_restore_job: str) -> tuple[int, list[int]]:
-    """Start the restore of the newest base job (base_restore_job), then of
+def start_drill(source: BareosSource, where: str, base_restore_job: str,
+                chain: bool = False) -> tuple[int, list[int]]:
+    """Start the restore of the newest base job (chain=True: each job of the
+    newest physical chain, one restore each) with base_restore_job, then of
     every spool job since (source.restore_job, whose After script runs the
-    drill); (the second's JobId, the restored jobs).  Two jobs: Bareos 25
+    drill); (the last JobId, the restored jobs).  Separate jobs: Bareos 25
     fails a restore that mixes a bpipe stream with plain files ("Unbalanced
-    call to createFile").  The second has a higher Priority number, so it
-    waits for the first.  Not waited for here: the drill's Admin job must end."""
-    base = choose_base(source.catalog.jobs(source.base_job), RecoveryTarget(None))
-    spool_jobs = [job.job_id for job in source.catalog.jobs(source.spool_job) if job.end >= base.start]
+    call to createFile").  The last has a higher Priority number, so it
+    waits for the others.  Not waited for here: the drill's Admin job must end."""
+    jobs = source.catalog.jobs(source.base_job)
+    latest = RecoveryTarget(None)
+    bases = chain_jobs(jobs, latest) if chain else [choose_base(jobs, latest)]
+    spool_jobs = [job.job_id for job in source.catalog.jobs(source.spool_job) if job.end >= bases[0].start]
     if not spool_jobs:
-        raise NoInputError(f"no successful {source.spool_job} job since the base backup job {base.job_id}")
-    source.catalog.restore_jobs([base.job_id], source.client, base_restore_job, where)
-    return source.catalog.restore_jobs(spool_jobs, source.client, source.restore_job, where), [base.job_id, *spool_jobs]
+        raise NoInputError(f"no successful {source.spool_job} job since the base backup job {bases[0].job_id}")
+    for base in bases:
+        source.catalog.restore_jobs([base.job_id], source.client, base_restore_job, where)
+    last = source.catalog.restore_jobs(spool_jobs, source.client, source.restore_job, where)
+    return last, [*(base.job_id for base in bases), *spool_jobs]
