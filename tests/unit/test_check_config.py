@@ -115,3 +115,17 @@ def test_install_never_overwrites_without_force(tmp_path):
     forced = subprocess.run(make + ["FORCE=1"], capture_output=True, text=True, env=bareos_env())
     assert forced.returncode == 0
     assert mine.read_bytes() == (CONFIG_DIR / "bareos-fd.d/client/myself.conf").read_bytes()
+
+
+def test_only_the_recommended_method_and_its_drill_run_on_schedule_as_shipped():
+    """An admin copies every resource (first-backup.md): jobs for methods the
+    site does not use must not start failing on the schedule."""
+    import re
+    scheduled = []
+    for path in sorted((CONFIG_DIR / "bareos-dir.d" / "job").glob("*.conf")):
+        text = path.read_text()
+        backup_or_admin = re.search(r'(?m)^\s*Type\s*=\s*Admin\b', text) or re.search(
+            r'(?m)^\s*JobDefs\s*=\s*"dbpipe"', text)
+        if backup_or_admin and not re.search(r"(?m)^\s*Enabled\s*=\s*no\b", text):
+            scheduled.append(path.stem)
+    assert scheduled == ["backup-nextcloud", "drill-nextcloud"]
