@@ -236,12 +236,17 @@ def _build(tools: Tools, prepared: str, new: str, owner: RunAs | None) -> None:
 
 
 def _server_argv(new: str, owner: RunAs | None) -> tuple[list[str], str]:
-    """A server on the recovered directory: private socket, no networking, no binary log."""
+    """A server on the recovered directory: private socket, no networking, no
+    binary log, and no log flush per replayed transaction - the replay is
+    repeated from the archive if this server dies, and a clean shutdown
+    writes everything before the directory goes live (the flush per commit
+    more than doubled the restore time of an hour of writes)."""
     rundir = new + ".run"
     sock = os.path.join(rundir, "mysqld.sock")
     user = (owner.user_name() if owner else None) or "root"
     return [find_tool("mariadbd", "mysqld", package_hint="mariadb-server"), "--no-defaults",
             f"--datadir={new}", f"--socket={sock}", "--skip-networking", "--skip-log-bin",
+            "--innodb-flush-log-at-trx-commit=0",
             f"--pid-file={rundir}/mysqld.pid", f"--log-error={rundir}/error.log", f"--user={user}"], sock
 
 
@@ -258,7 +263,13 @@ def _trial_replay(request: MariaRestore, spool: Spool, logs: list[str], position
         last = _replay(request.target, [spool.path(n) for n in logs], position, sock)
         run([find_tool("mariadb-admin", "mysqladmin"), "--no-defaults", f"--socket={sock}", "-uroot",
              "shutdown"], timeout=COMMAND_TIMEOUT)
-        trial.wait(COMMAND_TIMEOUT)
+        try:
+            code = trial.wait(COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+    if code != 0:   # only a clean shutdown has written every replayed transaction (no flush per commit)
+        how = f"still running after {COMMAND_TIMEOUT:g} s" if code is None else f"exit {code}"
+        raise UnavailableError(f"the recovered trial server did not shut down cleanly ({how}); nothing changed")
     return _verified(request.target, logs, last)
 
 
