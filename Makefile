@@ -24,6 +24,11 @@ FORCE       ?=
 VENV    := .venv
 VENDOR  := lib/vendor
 PYTEST  := $(VENV)/bin/python -m pytest
+# make test runs the suite in parallel (pytest-xdist): it mostly waits - fsync, server
+# start-ups, deliberate signal and lock waits - so one worker more than cores keeps the
+# CPUs busy.  Each worker has its own private servers; a test module stays on one worker
+# (its module-scoped servers and data are made once).  TEST_WORKERS=0 runs it serially.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 COMMANDS := $(wildcard bin/*)
 
 .PHONY: all demo test test-bareos unit check-config bench bench-bareos bench-snapshot install install-bareos-config uninstall deb clean
@@ -53,7 +58,7 @@ test: $(VENDOR)/.done $(VENV)/.done
 	tools/system-deps test
 	$(VENV)/bin/ruff check --no-cache .
 	$(MAKE) --no-print-directory check-config
-	$(PYTEST) tests --ignore=tests/bareos --durations=15
+	$(PYTEST) tests --ignore=tests/bareos -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 # Real Bareos daemons: an installed Bareos (packages: BAREOS_PREFIX=/usr), else one built
 # once from the source tarball (BAREOS_TARBALL, default ../shared/bareos/) into the cache

@@ -37,7 +37,7 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(source, tmp_path_factory):
     base = tmp_path_factory.mktemp("mbchain")
-    env = {"DBPIPE_CONFIG_DIR": profile_dir(base / "etc", source)}
+    env = {"DBPIPE_CONFIG_DIR": profile_dir(base / "etc", source), "DBPIPE_STATE_DIR": str(base / "state-root")}
     populate(source)
     streams, snapshots = [], {}
     for sequence, level in enumerate(LEVELS):
