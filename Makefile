@@ -26,8 +26,8 @@ VENDOR  := lib/vendor
 PYTEST  := $(VENV)/bin/python -m pytest
 # make test runs the suite in parallel (pytest-xdist): it mostly waits - fsync, server
 # start-ups, deliberate signal and lock waits - so two workers more than cores keep the
-# CPUs busy (2 cores shared with other jobs, load 2.5-7: 4 workers 7.1-7.3 min, 3 workers
-# 8.6 min, serially 17.6 min).  Each worker has its own private servers; a test module
+# CPUs busy (2 cores: 4 workers 5.2 min at load 1-2; shared with other jobs, load 2.5-7:
+# 4 workers 7.1-7.3 min, 3 workers 8.6 min, serially 17.6 min).  Each worker has its own private servers; a test module
 # stays on one worker (its module-scoped servers and data are made once).  TEST_WORKERS=0
 # runs it serially (docs/tests.md).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
