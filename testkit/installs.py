@@ -117,6 +117,18 @@ class Installation:
         (self.root / "occ-fail.json").write_text(json.dumps(list(rules)))
         (self.root / "occ-fail.count").unlink(missing_ok=True)
 
+    def rule_reached(self) -> bool:
+        """Whether an occ call has reached a fail() rule.  The double logs a call
+        (calls()) before it looks at the rules, and counts a matching call
+        (occ-fail.count) just before it fails, hangs or pauses: a test that kills
+        a hanging call must wait for this, or a kill in between leaves the rule
+        unspent and the next matching call hangs instead."""
+        try:
+            counts = json.loads((self.root / "occ-fail.count").read_text())
+        except (OSError, ValueError):       # not yet written, or being written
+            return False
+        return any((counts.values() if isinstance(counts, dict) else counts) or ())
+
     def set_maintenance(self, on: bool) -> None:
         result = self.occ("maintenance:mode", "--on" if on else "--off")
         assert result.returncode == 0, result.stdout + result.stderr

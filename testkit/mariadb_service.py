@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .servers import BARE_PATH, free_port
+from .servers import BARE_PATH, _setup, free_port
 
 SERVICE_MANAGER = str(Path(__file__).resolve().parent / "private-service")
 
@@ -34,14 +34,16 @@ class PrivateService:
                 f"[client]\nsocket={self.socket}\nuser=root\n\n"
                 f"[mysqld]\ndatadir={self.datadir}\nsocket={self.socket}\nport={self.port}\n"
                 f"bind-address=127.0.0.1\npid-file={self.root}/mysqld.pid\n"
-                f"log-error={self.root}/error.log\nuser=root\nskip-name-resolve\nskip-log-bin\n"
+                f"log-error={self.root}/error.log\n"
+                # its own tmpdir: installs at once clash in /tmp (testkit.servers.local_mariadb)
+                f"tmpdir={self.root}\n"
+                "user=root\nskip-name-resolve\nskip-log-bin\n"
                 "innodb-buffer-pool-size=64M\ninnodb-log-file-size=16M\n"
                 "innodb-flush-log-at-trx-commit=0\ncharacter-set-server=utf8mb4\n")
 
     def install(self) -> "PrivateService":
-        subprocess.run(["mariadb-install-db", f"--defaults-file={self.cnf}", "--skip-test-db",
-                        "--auth-root-authentication-method=normal"],
-                       check=True, capture_output=True, env={"PATH": BARE_PATH})
+        _setup(["mariadb-install-db", f"--defaults-file={self.cnf}", "--skip-test-db",
+                "--auth-root-authentication-method=normal"], env={"PATH": BARE_PATH})
         return self
 
     def manage(self, action: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,10 +29,28 @@ PG_BIN_CANDIDATES = sorted(
     if os.path.isdir("/usr/lib/postgresql") else [], reverse=True)
 
 
+def worker_slot() -> tuple[int, int]:
+    """(this pytest-xdist worker's number, how many workers); (0, 1) without xdist."""
+    name, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (name.startswith("gw") and name[2:].isdigit() and count.isdigit() and int(count) > 1):
+        return 0, 1
+    return int(name[2:]), int(count)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on right now.  Between this answer and the
+    server's bind another process may take it; so that this is never another
+    worker of the same parallel run (make test: pytest-xdist), each worker only
+    takes ports of its own residue class (the kernel hands out even ports to
+    bind(0) first, hence port // 2)."""
+    worker, workers = worker_slot()
+    for _ in range(10_000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if (port // 2) % workers == worker:
+            return port
+    raise RuntimeError(f"no free port for pytest-xdist worker {worker} of {workers}")
 
 
 def docker_available() -> bool:
@@ -192,14 +209,12 @@ def local_mariadb() -> Server:
     workdir = _make_workdir("dbpipe-test-mariadb-")
     datadir, sock = os.path.join(workdir, "data"), os.path.join(workdir, "mysqld.sock")
     user = pwd.getpwuid(os.getuid()).pw_name
-    install = ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
-               "--auth-root-authentication-method=normal", "--skip-test-db"]
-    try:
-        _setup(install, env={"PATH": BARE_PATH})
-    except RuntimeError as exc:   # seen once under load, cause unknown: say so, then once more afresh
-        print(f"\nprivate MariaDB: {exc}\nprivate MariaDB: trying mariadb-install-db once more", file=sys.stderr)
-        shutil.rmtree(datadir, ignore_errors=True)
-        _setup(install, env={"PATH": BARE_PATH})
+    # a tmpdir of its own: the bootstrap's temporary tables (/tmp/#sql-temptable-*) of
+    # two installs at once (parallel tests) clash in a shared /tmp ("Unknown table
+    # 'mysql.tmp_user_sys'", install fails)
+    _setup(["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", f"--user={user}",
+            "--auth-root-authentication-method=normal", "--skip-test-db", f"--tmpdir={workdir}"],
+           env={"PATH": BARE_PATH})
     port = free_port()
     argv = ["mariadbd", "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--port={port}",
             "--bind-address=127.0.0.1", f"--pid-file={workdir}/mysqld.pid", f"--log-error={workdir}/error.log",

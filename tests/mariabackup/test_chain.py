@@ -37,7 +37,7 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(source, tmp_path_factory):
     base = tmp_path_factory.mktemp("mbchain")
-    env = {"DBPIPE_CONFIG_DIR": profile_dir(base / "etc", source)}
+    env = {"DBPIPE_CONFIG_DIR": profile_dir(base / "etc", source), "DBPIPE_STATE_DIR": str(base / "state-root")}
     populate(source)
     streams, snapshots = [], {}
     for sequence, level in enumerate(LEVELS):
@@ -225,7 +225,8 @@ def test_a_missing_middle_piece_is_refused_before_anything_is_touched(chain, tmp
 def test_pieces_of_two_servers_are_refused(chain, restored, tmp_path):
     directory = tmp_path / "mixed"
     listing = link_pieces(chain, directory, [0, 1])
-    env = {"DBPIPE_CONFIG_DIR": profile_dir(tmp_path / "etc", restored)}
+    env = {"DBPIPE_CONFIG_DIR": profile_dir(tmp_path / "etc", restored),
+           "DBPIPE_STATE_DIR": str(tmp_path / "state-root")}
     other = tmp_path / "other.dbpipe"
     assert run_reader(job_env(env, "F", 400), other, tmp_path / "s").returncode == 0
     assert run_writer(job_env(env, " ", 401), other, "--into", str(directory)).returncode == 0

@@ -22,6 +22,11 @@ def reader(source, state, *args, env=None, stdout=subprocess.DEVNULL, **popen) -
                           env=env or job_env({}), cwd="/", timeout=120, **popen)
 
 
+def private_state(tmp_path) -> dict:
+    """A job's record goes below $DBPIPE_STATE_DIR: never /var/lib/dbpipe in a test."""
+    return {"DBPIPE_STATE_DIR": str(tmp_path / "state-root")}
+
+
 def pieces(state) -> list[dict]:
     return json.loads((state / "chain.json").read_text())["pieces"]
 
@@ -35,10 +40,11 @@ def test_incremental_without_a_base_takes_a_full_backup_and_says_so(source, tmp_
 
 
 def test_strict_refuses_instead_and_records_nothing(source, tmp_path):
-    result = reader(source, tmp_path / "state", env=job_env({}, "D", 7), stdout=subprocess.PIPE)
+    result = reader(source, tmp_path / "state", env=job_env(private_state(tmp_path), "D", 7), stdout=subprocess.PIPE)
     # Bareos level D without a chain: a full backup (no --strict) ...
     assert result.returncode == 0 and b"-- dbpipe-trailer-end" in result.stdout[-200:]
-    result = reader(source, tmp_path / "fresh", "--strict", env=job_env({}, "I", 8), stdout=subprocess.PIPE)
+    result = reader(source, tmp_path / "fresh", "--strict", env=job_env(private_state(tmp_path), "I", 8),
+                    stdout=subprocess.PIPE)
     assert result.returncode == 66 and "--strict" in last_line(result)
     assert result.stdout == b"" and not (tmp_path / "fresh" / "chain.json").exists()
 
@@ -125,7 +131,7 @@ def test_a_server_that_is_down_fails_the_backup(new_service, tmp_path):
     down = new_service("down")
     result = subprocess.run([BACKUP, *down.connection_args(), "--state-dir", str(tmp_path / "state")],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=job_env({}, "F", 9), cwd="/", timeout=120)
+                            env=job_env(private_state(tmp_path), "F", 9), cwd="/", timeout=120)
     assert result.returncode == 69 and "cannot connect" in last_line(result)
     assert result.stdout == b"" and not (tmp_path / "state" / "chain.json").exists()
 

@@ -266,7 +266,7 @@ def test_a_crashed_runs_snapshot_is_removed_by_the_next_run_and_nothing_else(
     install = sqlite_site
     install.fail({"match": "maintenance:mode --off", "action": "hang", "times": 1})
     crashed = start_hook(BEFORE, install, *snapshot_args(snapshot_root))
-    wait_until(lambda: "maintenance:mode --off" in install.commands(), crashed)
+    wait_until(lambda: "maintenance:mode --off" in install.commands() and install.rule_reached(), crashed)
     kill_with_children(crashed.proc.pid)
     assert install.maintenance and len(our_snapshots(fs, install)) == 2
     # not ours: a snapshot beside ours, one the record names wrongly, a foreign mount in the view
