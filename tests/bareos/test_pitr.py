@@ -21,10 +21,8 @@ import pytest
 from testkit import servers
 from ..helpers import BARE_PATH, bareos_env, dbpipe
 from testkit.pitr import archive_command, configure, owned_dir, switch_wal, wait_archived
-from ..pitr.accidents import PG_SERVICE, binlogging_service, service_dir
-from ..pitr.test_pg_pitr import Workload
+from ..pitr.accidents import PG_SERVICE, Workload, binlogging_service, mariadb_rows, pg_rows, service_dir
 from testkit.mariadb_service import SERVICE_MANAGER
-from ..pitr.test_mariadb_pitr import Workload as MariaWorkload
 from .test_jobs import assert_ok
 
 
@@ -112,7 +110,7 @@ def test_restore_to_one_second_before_the_accident_through_bareos(bed, archiving
     server.sql("CREATE TABLE rows (id serial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT "
                "clock_timestamp(), note text)", database="app")
     carried = set()
-    with Workload(server):
+    with Workload(pg_rows(server)):
         time.sleep(1)
         assert_ok(bed.bareos.backup("backup-pg-base", level="Full"))
         for _ in range(3):
@@ -168,7 +166,7 @@ def test_mariadb_restore_to_one_second_before_the_accident_through_bareos(bed, b
     collect = ("dbpipe-binlog-collect", "--socket", service.socket, "--user", "root", "--spool", spool)
     service.sql("CREATE DATABASE app; CREATE TABLE app.rows (id INT AUTO_INCREMENT PRIMARY KEY, "
                 "ts DATETIME(6) NOT NULL DEFAULT NOW(6), note VARCHAR(20)) ENGINE=InnoDB")
-    with MariaWorkload(service):
+    with Workload(mariadb_rows(service)):
         time.sleep(1)
         chain = [bed.bareos.backup("backup-mariadb-physical", level="Full")]
         for step in range(3):

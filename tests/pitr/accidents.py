@@ -10,7 +10,9 @@ import datetime
 import json
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from testkit import installs, servers
@@ -21,6 +23,36 @@ from ..helpers import BIN, bareos_env, dbpipe
 
 HERE = Path(__file__).resolve().parent
 PG_SERVICE = HERE / "pg-service"
+
+
+class Workload:
+    """Calls insert() every ~20 ms in a thread, one transaction each: the
+    timestamped rows a restore to a time must cut exactly."""
+
+    def __init__(self, insert: Callable[[], object]):
+        self.insert, self.stop_event = insert, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            self.insert()
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(30)
+
+
+def pg_rows(server) -> Callable[[], object]:
+    return lambda: server.sql("INSERT INTO rows (note) VALUES ('w')", database="app")
+
+
+def mariadb_rows(service) -> Callable[[], object]:
+    return lambda: service.sql("INSERT INTO app.rows (note) VALUES ('w')")
 
 
 def service_dir(server, config_dir: Path | None = None) -> str:

@@ -14,7 +14,6 @@ import signal
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,26 +21,7 @@ import pytest
 
 from ..helpers import BIN, bareos_env, dbpipe, last_line
 from testkit.mariadb_service import SERVICE_MANAGER, PrivateService
-from .accidents import binlogging_service, collect, full_backup
-
-
-class Workload:
-    def __init__(self, service):
-        self.service, self.stop_event = service, threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.stop_event.is_set():
-            self.service.sql("INSERT INTO app.rows (note) VALUES ('w')")
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(30)
+from .accidents import Workload, binlogging_service, collect, full_backup, mariadb_rows
 
 
 @dataclass
@@ -66,7 +46,7 @@ def scenario():
     try:
         service.sql("CREATE DATABASE app; CREATE TABLE app.rows (id INT AUTO_INCREMENT PRIMARY KEY, "
                     "ts DATETIME(6) NOT NULL DEFAULT NOW(6), note VARCHAR(20)) ENGINE=InnoDB")
-        with Workload(service):
+        with Workload(mariadb_rows(service)):
             time.sleep(1)
             full_backup(service, pieces, work / "state")
             for _ in range(3):

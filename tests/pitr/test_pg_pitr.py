@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -25,28 +24,7 @@ import pytest
 from testkit import servers
 from ..helpers import BIN, bareos_env, dbpipe, last_line, write_secret
 from testkit.pitr import archive_command, base_backup, configure, owned_dir, switch_wal, wait_archived
-from .accidents import PG_SERVICE, service_dir
-
-
-class Workload:
-    """Inserts a timestamped row every ~20 ms, one transaction each."""
-
-    def __init__(self, server):
-        self.server, self.stop_event = server, threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.stop_event.is_set():
-            self.server.sql("INSERT INTO rows (note) VALUES ('w')", database="app")
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(30)
+from .accidents import PG_SERVICE, Workload, pg_rows, service_dir
 
 
 
@@ -82,7 +60,7 @@ def scenario():
         server.create_database("app")
         server.sql("CREATE TABLE rows (id serial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT "
                    "clock_timestamp(), note text)", database="app")
-        with Workload(server):
+        with Workload(pg_rows(server)):
             time.sleep(1)
             base_backup(server, bases)
             for _ in range(3):
