@@ -183,19 +183,12 @@ def _compare(report, expected: dict, restored, db) -> None:
 
 
 def main(argv) -> int:
-    from report import Context, BenchReport
+    from report import run_standalone
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=400, help="database size on disk (default 400)")
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="dbpipe-bench-"))
-    try:
-        report = BenchReport(Context(ROOT, workdir, args.size_mb, max(1, args.size_mb // 4), 1,
-                                bare_env()), "Benchmark: mariabackup")
-        run(report)
-        sys.stdout.write(report.render())
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_standalone("Benchmark: mariabackup", ROOT, args.size_mb, max(1, args.size_mb // 4),
+                          bare_env(), run)
 
 
 if __name__ == "__main__":

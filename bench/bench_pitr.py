@@ -474,7 +474,7 @@ def run(report) -> None:
 
 
 def main(argv) -> int:
-    from report import BenchReport, Context
+    from report import run_standalone
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=("pgsql", "mysql"), action="append")
     parser.add_argument("--pg-size-mb", type=int, default=400, help="PostgreSQL database on disk (default 400)")
@@ -484,16 +484,9 @@ def main(argv) -> int:
     parser.add_argument("--rpo-only", action="store_true", help="only the RPO measurement")
     args = parser.parse_args(argv)
     engines = [] if args.rpo_only else args.engine or ["pgsql", "mysql"]
-    workdir = Path(tempfile.mkdtemp(prefix="dbpipe-bench-"))
-    try:
-        report = BenchReport(Context(ROOT, workdir, args.pg_size_mb, 1, 1, bare_env()),
-                             "Benchmark: point-in-time recovery")
-        measure(report, engines, args.pg_size_mb, args.mariadb_size_mb, args.rate,
-                args.rpo_seconds)
-        sys.stdout.write(report.render())
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_standalone("Benchmark: point-in-time recovery", ROOT, args.pg_size_mb, 1, bare_env(),
+                          lambda report: measure(report, engines, args.pg_size_mb, args.mariadb_size_mb,
+                                                 args.rate, args.rpo_seconds))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ used.  See the interface description at the top of bench/run-bench.
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,3 +85,17 @@ def fmt(value) -> str:
 def _table(columns, rows) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def run_standalone(title: str, root: Path, size_mb: int, small_mb: int, env: dict,
+                   body: Callable[["BenchReport"], None]) -> int:
+    """A bench_*.py run on its own (not from run-bench): its report on
+    stdout, its scratch directory removed whatever happens."""
+    workdir = Path(tempfile.mkdtemp(prefix="dbpipe-bench-"))
+    try:
+        report = BenchReport(Context(root, workdir, size_mb, small_mb, 1, env), title)
+        body(report)
+        sys.stdout.write(report.render())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
