@@ -71,6 +71,22 @@ def drop_database_and_user(server, name: str, user: str) -> None:
     server.sql(f"DROP DATABASE `{name}`; DROP USER IF EXISTS '{user}'@'%', '{user}'@'localhost'")
 
 
+def lost_after_backup(site, bed, db_server, config):
+    """A good backup, then the machine is gone with the database and its user."""
+    backup = site.backup()
+    assert backup.ok, backup
+    machine_gone(site, bed)
+    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+    return backup
+
+
+def restore_to_replacement(site, backup):
+    """The one restore job onto the replacement host; its result and the RTO."""
+    started = time.monotonic()
+    result = site.bareos.restore(backup.job_id, "restore-nextcloud", restoreclient=REPLACEMENT)
+    return result, time.monotonic() - started
+
+
 def prepared(make_site, db_server):
     site = make_site("mysql", server=db_server)
     owned_by_nextcloud("mysql", db_server, site.install)
@@ -80,14 +96,9 @@ def prepared(make_site, db_server):
 
 def test_disaster_recovery_onto_the_replacement_host(bed, make_site, db_server, replacement):
     site, config, database, files = prepared(make_site, db_server)
-    backup = site.backup()
-    assert backup.ok, backup
-    machine_gone(site, bed)
-    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+    backup = lost_after_backup(site, bed, db_server, config)
 
-    started = time.monotonic()
-    result = site.bareos.restore(backup.job_id, "restore-nextcloud", restoreclient=REPLACEMENT)
-    rto = time.monotonic() - started
+    result, rto = restore_to_replacement(site, backup)
 
     assert result.ok, result
     assert re.search(rf"Client:\s+\"?{REPLACEMENT}", result.log), result
@@ -105,10 +116,7 @@ def test_disaster_recovery_onto_the_replacement_host(bed, make_site, db_server, 
 def test_without_the_administrative_account_one_line_says_what_to_run_then_it_finishes(
         bed, make_site, db_server, replacement):
     site, config, database, files = prepared(make_site, db_server)
-    backup = site.backup()
-    assert backup.ok, backup
-    machine_gone(site, bed)
-    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+    backup = lost_after_backup(site, bed, db_server, config)
     db_server.sql("ALTER USER root@localhost IDENTIFIED BY 'only-the-dba-knows'")
     db_server.admin_password = "only-the-dba-knows"
     try:
@@ -147,14 +155,9 @@ def test_rto_with_a_large_database(bed, make_site, db_server, replacement):
                   "INSERT INTO oc_bulk WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s "
                   f"WHERE n < {megabytes}) SELECT n, REPEAT(MD5(n), 32768) FROM s", database=config["dbname"])
     database = site.db.fingerprint()
-    backup = site.backup()
-    assert backup.ok, backup
-    machine_gone(site, bed)
-    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+    backup = lost_after_backup(site, bed, db_server, config)
 
-    started = time.monotonic()
-    result = site.bareos.restore(backup.job_id, "restore-nextcloud", restoreclient=REPLACEMENT)
-    rto = time.monotonic() - started
+    result, rto = restore_to_replacement(site, backup)
 
     assert result.ok, result
     assert site.db.fingerprint() == database
@@ -171,10 +174,7 @@ def test_the_runbook_as_written(bed, make_site, db_server):
     itself sets up (its bareos-fd.d and the director's Client resource
     from the doc); then the data directory moved as the runbook says."""
     site, config, database, files = prepared(make_site, db_server)
-    backup = site.backup()
-    assert backup.ok, backup
-    machine_gone(site, bed)
-    drop_database_and_user(db_server, config["dbname"], config["dbuser"])
+    lost_after_backup(site, bed, db_server, config)
     workdir = bed.base / "runbook-host"
     for name in ("state", "tmp", "profiles"):
         (workdir / name).mkdir(mode=0o700, parents=True)
